@@ -1,0 +1,86 @@
+/**
+ * Error catalogue of IMP-CDR. Every error that leaves a module is a `CdrError` with a stable
+ * `ERR_<AREA>_<CONDITION>` code; tests and callers match on the code, never on the message.
+ */
+
+export const ERROR_CODES = {
+  ERR_CONFIG_NOT_FOUND: 'Configuration file not found',
+  ERR_CONFIG_PARSE: 'Configuration file is not valid YAML',
+  ERR_CONFIG_INVALID: 'Configuration value is invalid',
+  ERR_CONFIG_UNKNOWN_KEY: 'Configuration contains an unknown key',
+
+  ERR_STATE_TRANSITION: 'Lifecycle transition is not allowed from the current state',
+  ERR_SHUTDOWN_TIMEOUT: 'Shutdown step did not finish in time',
+
+  ERR_INDEX_LOCKED: 'Another process holds the index',
+  ERR_INDEX_OPEN: 'Opening the index failed',
+  ERR_INDEX_NOT_OPEN: 'The index is not open',
+
+  ERR_TLS_MATERIAL: 'TLS material is missing or invalid',
+  ERR_TLS_ENROLL: 'Client enrolment failed',
+
+  ERR_KEY_INVALID: 'Object key is invalid',
+  ERR_KEY_KIND: 'Object kind is invalid',
+
+  ERR_POLICY_PARSE: 'Policy document is not valid YAML',
+  ERR_POLICY_INVALID: 'Policy document is invalid',
+  ERR_POLICY_VERSION_NOT_NEWER: 'Policy version must be greater than the version in force',
+
+  ERR_PROTO_FRAME_TOO_LARGE: 'Frame is larger than the maximum frame size',
+  ERR_PROTO_MALFORMED_FRAME: 'Frame could not be decoded',
+  ERR_PROTO_UNKNOWN_MESSAGE_TYPE: 'Message type is unknown',
+  ERR_PROTO_HANDSHAKE_REQUIRED: 'The first message must be Hello',
+  ERR_PROTO_HANDSHAKE_TIMEOUT: 'No Hello arrived in time',
+  ERR_PROTO_DUPLICATE_HELLO: 'Hello was already accepted on this connection',
+  ERR_PROTO_OOS_TOO_OLD: 'OOS firmware version is older than the minimum',
+  ERR_PROTO_MODEL_NOT_SUPPORTED: 'IMP model is not supported',
+  ERR_PROTO_IMP_ID_MISMATCH: 'IMP id does not match the client certificate',
+  ERR_PROTO_INVALID_HELLO: 'Hello is missing a required field',
+  ERR_PROTO_PROTOCOL_VERSION: 'No protocol version in common',
+  ERR_PROTO_BATCH_TOO_LARGE: 'Batch has more entries than allowed',
+  ERR_PROTO_EMPTY_BATCH: 'Batch has no entries',
+  ERR_PROTO_INVALID_OBSERVATION: 'Observation is invalid',
+  ERR_PROTO_TOO_MANY_IN_FLIGHT: 'Too many requests in flight on this connection',
+  ERR_PROTO_TOO_MANY_SUBSCRIPTIONS: 'Subscription limit reached on this connection',
+  ERR_PROTO_INVALID_REQUEST_ID: 'Request id must be greater than zero',
+  ERR_PROTO_SHUTTING_DOWN: 'The repository is shutting down',
+  ERR_PROTO_INTERNAL: 'Internal error',
+  ERR_PROTO_CONNECTION_CLOSED: 'Connection closed',
+
+  ERR_CONTROL_UNAVAILABLE: 'The repository control socket is not reachable',
+  ERR_CONTROL_REQUEST: 'Control request failed',
+
+  ERR_CLI_USAGE: 'Command line is invalid',
+} as const;
+
+/** Stable identifier of an error condition. */
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/**
+ * Error with a stable code, the values involved as `details`, and the lower error as `cause`.
+ *
+ * @example
+ * throw new CdrError('ERR_CONFIG_INVALID', 'limits.maxInFlight must be an integer from 1 to 4096, got 0', {
+ *   details: { key: 'limits.maxInFlight', value: 0 },
+ * })
+ */
+export class CdrError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Readonly<Record<string, unknown>>;
+
+  constructor(
+    code: ErrorCode,
+    message?: string,
+    options: { cause?: unknown; details?: Record<string, unknown> } = {},
+  ) {
+    super(message ?? ERROR_CODES[code], options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'CdrError';
+    this.code = code;
+    this.details = Object.freeze({ ...(options.details ?? {}) });
+  }
+}
+
+/** Tells whether `value` is a `CdrError`, optionally with the given code. */
+export function isCdrError(value: unknown, code?: ErrorCode): value is CdrError {
+  return value instanceof CdrError && (code === undefined || value.code === code);
+}

@@ -1,0 +1,175 @@
+/**
+ * The control socket: a Unix socket through which cdrctl and the other local daemons reach the index.
+ * Its file mode (0660) is the access control.
+ */
+
+import { chmodSync, existsSync, mkdirSync, unlinkSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { dirname } from 'node:path';
+
+import { CdrError } from '../common/errors.js';
+import type { Logger } from '../common/logger.js';
+import { proto } from '../../modules/protocol/constants.js';
+import { encodeFrame, FrameDecoder } from '../../modules/protocol/framing.js';
+import type { impcdr } from '../../modules/protocol/generated/messages.js';
+import type { ReputationIndex } from './reputation-index.js';
+import { signClientCertificate } from './tls-material.js';
+import { entryError, kindOfWireKey, reputationToWire } from './wire.js';
+
+/** Maximum size of one control frame; a policy document or a lookup batch fits easily. */
+export const MAX_CONTROL_FRAME_BYTES = 4 * 1024 * 1024;
+
+export interface ControlContext {
+  index: ReputationIndex;
+  tlsDir: string;
+  clientValidDays: number;
+  maxLookupKeys: number;
+  status: () => Promise<impcdr.v1.IStatus>;
+}
+
+export class ControlServer {
+  readonly #server: Server;
+  readonly #context: ControlContext;
+  readonly #log: Logger;
+  readonly #sockets = new Set<Socket>();
+  #path = '';
+
+  constructor(context: ControlContext, log: Logger) {
+    this.#context = context;
+    this.#log = log.child({ component: 'control' });
+    this.#server = createServer((socket) => this.#accept(socket));
+    this.#server.on('error', (error) => this.#log.error({ err: error }, 'control socket error'));
+  }
+
+  /**
+   * Listens on `path`. A socket file left by a process that died is removed first; the index lock,
+   * taken before this, guarantees no live repository owns it.
+   */
+  listen(path: string): Promise<void> {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o750 });
+    if (existsSync(path)) {
+      unlinkSync(path);
+    }
+    this.#path = path;
+    return new Promise((resolveListen, rejectListen) => {
+      this.#server.once('error', rejectListen);
+      this.#server.listen(path, () => {
+        this.#server.off('error', rejectListen);
+        chmodSync(path, 0o660);
+        this.#log.info({ path }, 'control socket ready');
+        resolveListen();
+      });
+    });
+  }
+
+  async close(): Promise<void> {
+    const closed = new Promise<void>((resolveClosed) => this.#server.close(() => resolveClosed()));
+    for (const socket of this.#sockets) {
+      socket.end();
+    }
+    await closed;
+    if (this.#path && existsSync(this.#path)) {
+      unlinkSync(this.#path);
+    }
+  }
+
+  #accept(socket: Socket): void {
+    this.#sockets.add(socket);
+    const decoder = new FrameDecoder(MAX_CONTROL_FRAME_BYTES);
+    socket.on('close', () => this.#sockets.delete(socket));
+    socket.on('error', (error) => this.#log.warn({ err: error }, 'control connection error'));
+    socket.on('data', (chunk: Buffer) => {
+      let frames: Buffer[];
+      try {
+        frames = decoder.push(chunk);
+      } catch (error) {
+        this.#log.warn({ code: (error as CdrError).code }, 'closing control connection: bad frame');
+        socket.destroy();
+        return;
+      }
+
+      for (const frame of frames) {
+        let request: impcdr.v1.ControlRequest;
+        try {
+          request = proto.ControlRequest.decode(frame);
+        } catch {
+          this.#log.warn('closing control connection: frame is not a ControlRequest');
+          socket.destroy();
+          return;
+        }
+        this.#handle(request).then(
+          (body) => this.#send(socket, { requestId: request.requestId, ...body }),
+          (error: unknown) => {
+            const code = error instanceof CdrError ? error.code : 'ERR_CONTROL_REQUEST';
+            if (!(error instanceof CdrError)) {
+              this.#log.error({ err: error, body: request.body }, 'control request failed');
+            }
+            this.#send(socket, { requestId: request.requestId, error: { code, message: (error as Error).message } });
+          },
+        );
+      }
+    });
+  }
+
+  async #handle(request: impcdr.v1.ControlRequest): Promise<Partial<impcdr.v1.IControlResponse>> {
+    const index = this.#context.index;
+
+    switch (request.body) {
+      case 'status':
+        return { status: await this.#context.status() };
+
+      case 'lookup': {
+        const keys = request.lookup?.keys ?? [];
+        if (keys.length > this.#context.maxLookupKeys) {
+          throw new CdrError('ERR_PROTO_BATCH_TOO_LARGE', `${keys.length} keys, the maximum is ${this.#context.maxLookupKeys}`);
+        }
+        const results = await Promise.all(
+          keys.map(async (object, position): Promise<impcdr.v1.ILookupResult> => {
+            try {
+              return { reputation: reputationToWire(await index.lookup(kindOfWireKey(object), object.key ?? '')) };
+            } catch (error) {
+              return { error: entryError(position, error) };
+            }
+          }),
+        );
+        return { lookup: { results } };
+      }
+
+      case 'enroll': {
+        const enroll = request.enroll!;
+        const signed = await signClientCertificate(
+          this.#context.tlsDir,
+          enroll.name ?? '',
+          enroll.csrPem ?? '',
+          enroll.validDays || this.#context.clientValidDays,
+        );
+        this.#log.info({ name: enroll.name, fingerprint: signed.fingerprint }, 'client certificate issued');
+        return {
+          enroll: {
+            certificatePem: signed.certificatePem,
+            caCertificatePem: signed.caPem,
+            fingerprintSha256: signed.fingerprint,
+            notAfterMs: signed.notAfterMs,
+          },
+        };
+      }
+
+      case 'policyShow':
+        return { policy: index.policy };
+
+      case 'policySet': {
+        const stored = await index.setPolicy(request.policySet?.yaml ?? '', request.policySet?.sourceName || 'policy');
+        return { policy: stored };
+      }
+
+      default:
+        throw new CdrError('ERR_PROTO_UNKNOWN_MESSAGE_TYPE', 'control request has no body this repository knows');
+    }
+  }
+
+  #send(socket: Socket, response: impcdr.v1.IControlResponse): void {
+    if (!socket.destroyed) {
+      socket.write(encodeFrame(proto.ControlResponse.encode(response).finish()));
+    }
+  }
+}

@@ -1,0 +1,82 @@
+/**
+ * The native IMP listener: TLS 1.3 with client certificates from the repository's CA.
+ */
+
+import { randomBytes } from 'node:crypto';
+import { createServer, type Server, type TLSSocket } from 'node:tls';
+
+import type { Logger } from '../common/logger.js';
+import { ImpConnection, type ConnectionContext, type TrafficCounters } from './imp-connection.js';
+import type { ServerTlsMaterial } from './tls-material.js';
+
+export class ImpServer {
+  readonly traffic: TrafficCounters = { observeBatches: 0, observations: 0, duplicateBatches: 0, lookups: 0, lookupKeys: 0, errors: 0 };
+  readonly connections = new Set<ImpConnection>();
+  readonly #server: Server;
+  readonly #context: ConnectionContext;
+  readonly #log: Logger;
+  #shuttingDown = false;
+  #tlsFailures = 0;
+
+  constructor(tls: ServerTlsMaterial, context: Omit<ConnectionContext, 'traffic' | 'isShuttingDown'>, log: Logger) {
+    this.#log = log.child({ component: 'imp-listener' });
+    this.#context = { ...context, traffic: this.traffic, isShuttingDown: () => this.#shuttingDown };
+
+    this.#server = createServer({
+      key: tls.keyPem,
+      cert: tls.certificatePem,
+      ca: tls.caPem,
+      requestCert: true,
+      rejectUnauthorized: true,
+      minVersion: 'TLSv1.3',
+      handshakeTimeout: context.config.imp.handshakeTimeoutMs,
+    });
+    this.#server.on('secureConnection', (socket: TLSSocket) => this.#accept(socket));
+    this.#server.on('tlsClientError', (error: Error & { code?: string }, socket: TLSSocket) => {
+      this.traffic.errors += 1;
+      this.#tlsFailures += 1;
+      this.#log.warn({ err: error.message, code: error.code, remote: socket.remoteAddress }, 'TLS handshake failed');
+    });
+    this.#server.on('error', (error) => this.#log.error({ err: error }, 'listener error'));
+  }
+
+  /** Number of TLS handshakes that failed, for example on an unknown client certificate. */
+  get tlsFailures(): number {
+    return this.#tlsFailures;
+  }
+
+  /** Starts listening and resolves with the bound address. */
+  listen(host: string, port: number): Promise<{ host: string; port: number }> {
+    return new Promise((resolveListen, rejectListen) => {
+      this.#server.once('error', rejectListen);
+      this.#server.listen(port, host, () => {
+        this.#server.off('error', rejectListen);
+        const address = this.#server.address();
+        const bound = typeof address === 'object' && address ? { host: address.address, port: address.port } : { host, port };
+        this.#log.info(bound, 'IMP listener ready');
+        resolveListen(bound);
+      });
+    });
+  }
+
+  /** Stops accepting, lets requests in flight finish for up to `timeoutMs`, then closes every connection. */
+  async close(timeoutMs: number): Promise<void> {
+    this.#shuttingDown = true;
+    const closed = new Promise<void>((resolveClosed) => this.#server.close(() => resolveClosed()));
+    await Promise.all([...this.connections].map((connection) => connection.shutdown(timeoutMs)));
+    await closed;
+  }
+
+  #accept(socket: TLSSocket): void {
+    if (this.#shuttingDown) {
+      socket.destroy();
+      return;
+    }
+    const connection = new ImpConnection(randomBytes(4).toString('hex'), socket, this.#context, this.#log);
+    this.connections.add(connection);
+    connection.onClose = () => {
+      this.connections.delete(connection);
+      this.#context.subscriptions.removeAll(connection);
+    };
+  }
+}

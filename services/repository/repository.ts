@@ -1,0 +1,186 @@
+/**
+ * The repository daemon's parts and their order: index, policy, TLS material, IMP listener, control
+ * socket. `start` opens them in that order and `stop` closes them in reverse, each step bounded.
+ */
+
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { resolveUnder, type CdrConfig } from '../common/config.js';
+import { Lifecycle } from '../common/lifecycle.js';
+import { runShutdownStep } from '../common/lifecycle.js';
+import type { Logger } from '../common/logger.js';
+import { SOFTWARE_VERSION } from '../common/version.js';
+import type { impcdr } from '../../modules/protocol/generated/messages.js';
+import { ControlServer } from './control-server.js';
+import { ImpServer } from './imp-server.js';
+import { ReputationIndex } from './reputation-index.js';
+import { IndexStore } from './store.js';
+import { SubscriptionRegistry } from './subscriptions.js';
+import { defaultServerNames, loadServerTlsMaterial } from './tls-material.js';
+
+export class Repository {
+  readonly lifecycle = new Lifecycle('repository');
+  readonly #config: Readonly<CdrConfig>;
+  readonly #log: Logger;
+  #store: IndexStore | undefined;
+  #index: ReputationIndex | undefined;
+  #impServer: ImpServer | undefined;
+  #control: ControlServer | undefined;
+  #nodeId = '';
+  #startedMs = 0;
+  #impAddress = '';
+
+  constructor(config: Readonly<CdrConfig>, log: Logger) {
+    this.#config = config;
+    this.#log = log;
+  }
+
+  get nodeId(): string {
+    return this.#nodeId;
+  }
+
+  get impAddress(): string {
+    return this.#impAddress;
+  }
+
+  get controlSocketPath(): string {
+    return resolveUnder(this.#config.paths.run, this.#config.control.socket);
+  }
+
+  get indexPath(): string {
+    return join(this.#config.paths.state, 'index');
+  }
+
+  async start(): Promise<void> {
+    this.lifecycle.moveTo('opening');
+    const config = this.#config;
+    mkdirSync(config.paths.state, { recursive: true, mode: 0o750 });
+
+    this.#nodeId = config.node.id || loadOrCreateNodeId(config.paths.state);
+    const log = this.#log;
+
+    this.#store = await IndexStore.open({ location: this.indexPath, nodeId: this.#nodeId, bucketSeconds: config.index.bucketSeconds, log });
+    this.#index = await ReputationIndex.create({
+      store: this.#store,
+      log,
+      bucketSeconds: config.index.bucketSeconds,
+      retentionDays: config.index.retentionDays,
+      cacheMaxEntries: config.cache.maxEntries,
+      cacheMaxAgeMs: config.cache.maxAgeMs,
+    });
+
+    const tlsDir = resolveUnder(config.paths.state, config.tls.dir);
+    const tls = await loadServerTlsMaterial(tlsDir, {
+      generate: config.tls.generate,
+      serverValidDays: config.tls.serverValidDays,
+      serverNames: defaultServerNames(config.imp.host),
+    });
+    if (tls.generated.length > 0) {
+      log.info({ dir: tlsDir, generated: tls.generated }, 'generated TLS material');
+    }
+
+    const subscriptions = new SubscriptionRegistry(log);
+    const index = this.#index;
+    index.onChange = (touched) => {
+      subscriptions.notify(index, touched).catch((error: unknown) => log.error({ err: error }, 'pushing changes failed'));
+    };
+
+    this.#impServer = new ImpServer(tls, { config, index, subscriptions, nodeId: this.#nodeId }, log);
+    const bound = await this.#impServer.listen(config.imp.host, config.imp.port);
+    this.#impAddress = `${bound.host}:${bound.port}`;
+
+    this.#control = new ControlServer(
+      {
+        index,
+        tlsDir,
+        clientValidDays: config.tls.clientValidDays,
+        maxLookupKeys: config.limits.maxLookupKeys,
+        status: async () => this.status(),
+      },
+      log,
+    );
+    await this.#control.listen(this.controlSocketPath);
+
+    this.#startedMs = Date.now();
+    this.lifecycle.moveTo('open');
+    log.info({ nodeId: this.#nodeId, imp: this.#impAddress, control: this.controlSocketPath, version: SOFTWARE_VERSION }, 'repository ready');
+  }
+
+  /** Closes the parts in reverse order; each step gets `shutdown.timeoutMs` before the next is forced. */
+  async stop(): Promise<void> {
+    if (this.lifecycle.state === 'closing' || this.lifecycle.state === 'closed') {
+      return;
+    }
+    this.lifecycle.moveTo('closing');
+    const timeoutMs = this.#config.shutdown.timeoutMs;
+    const log = this.#log;
+
+    await runShutdownStep(log, 'close IMP listener and drain requests', timeoutMs, () => this.#impServer?.close(timeoutMs));
+    await runShutdownStep(log, 'close control socket', timeoutMs, () => this.#control?.close());
+    await runShutdownStep(log, 'flush and close index', timeoutMs, () => this.#store?.close());
+    this.lifecycle.moveTo('closed');
+  }
+
+  /** The node's status, as `cdrctl status` shows it. */
+  status(): impcdr.v1.IStatus {
+    const traffic = this.#impServer?.traffic;
+    const cache = this.#index?.cacheStats();
+    const objects = this.#store?.objectCounts();
+    return {
+      nodeId: this.#nodeId,
+      softwareVersion: SOFTWARE_VERSION,
+      role: 'standalone',
+      state: this.lifecycle.state,
+      startedMs: this.#startedMs,
+      uptimeSeconds: this.#startedMs ? Math.floor((Date.now() - this.#startedMs) / 1000) : 0,
+      impListen: this.#impAddress,
+      policyVersion: this.#index?.policy.version ?? 0,
+      objects: objects ?? {},
+      traffic: {
+        observeBatches: traffic?.observeBatches ?? 0,
+        observations: traffic?.observations ?? 0,
+        duplicateBatches: traffic?.duplicateBatches ?? 0,
+        lookups: traffic?.lookups ?? 0,
+        lookupKeys: traffic?.lookupKeys ?? 0,
+        errors: traffic?.errors ?? 0,
+        cacheHits: cache?.hits ?? 0,
+        cacheMisses: cache?.misses ?? 0,
+      },
+      clients: [...(this.#impServer?.connections ?? [])]
+        .filter((connection) => connection.identity)
+        .map((connection) => ({
+          connectionId: connection.id,
+          impId: connection.identity!.impId,
+          clusterId: connection.identity!.clusterId,
+          address: connection.address,
+          model: connection.identity!.model,
+          oosVersion: connection.identity!.oosVersion,
+          connectedSinceMs: connection.connectedSinceMs,
+          observations: connection.observations,
+          lookups: connection.lookups,
+        })),
+      indexBytes: folderBytes(this.indexPath),
+    };
+  }
+}
+
+/** Reads the node id kept in the state folder, creating one on first start. Node ids never replicate. */
+function loadOrCreateNodeId(stateDir: string): string {
+  const path = join(stateDir, 'node-id');
+  if (existsSync(path)) {
+    return readFileSync(path, 'utf8').trim();
+  }
+  const nodeId = `node-${randomBytes(4).toString('hex')}`;
+  writeFileSync(path, `${nodeId}\n`, { flag: 'wx', mode: 0o644 });
+  return nodeId;
+}
+
+function folderBytes(path: string): number {
+  try {
+    return readdirSync(path).reduce((sum, name) => sum + statSync(join(path, name)).size, 0);
+  } catch {
+    return 0;
+  }
+}

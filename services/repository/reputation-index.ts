@@ -1,0 +1,188 @@
+/**
+ * The consolidated reputation index: the LevelDB store, the policy in force and the hot cache in front
+ * of them.
+ */
+
+import type { Logger } from '../common/logger.js';
+import { CdrError } from '../common/errors.js';
+import type { ObjectKindName } from '../../modules/protocol/constants.js';
+import { normaliseKey } from './keys.js';
+import { computeReputation, DEFAULT_POLICY_YAML, parsePolicy, type PolicyDocument, type ReputationResult } from './reputation.js';
+import { IndexStore, objectId, type PreparedObservation, type StoredPolicy } from './store.js';
+
+/** A lookup answer for one normalised key. */
+export interface ObjectReputation extends ReputationResult {
+  kind: ObjectKindName;
+  key: string;
+  firstSeenMs: number;
+  lastSeenMs: number;
+  /** External listings; empty until feeds are merged into the index. */
+  listings: { source: string; listed: boolean; returnCode: string; reason: string; fetchedMs: number; expiresMs: number }[];
+}
+
+interface CacheEntry {
+  value: ObjectReputation;
+  computedMs: number;
+}
+
+export interface ReputationIndexOptions {
+  store: IndexStore;
+  log: Logger;
+  bucketSeconds: number;
+  retentionDays: number;
+  cacheMaxEntries: number;
+  cacheMaxAgeMs: number;
+  now?: () => number;
+}
+
+/** Cache hit and miss counts since start. */
+export interface CacheStats {
+  hits: number;
+  misses: number;
+  entries: number;
+}
+
+export class ReputationIndex {
+  readonly #store: IndexStore;
+  readonly #log: Logger;
+  readonly #bucketSeconds: number;
+  readonly #retentionSeconds: number;
+  readonly #cacheMaxEntries: number;
+  readonly #cacheMaxAgeMs: number;
+  readonly #now: () => number;
+  /** Insertion order is recency order: a hit moves the entry to the end. */
+  readonly #cache = new Map<string, CacheEntry>();
+  #policy!: PolicyDocument;
+  #storedPolicy!: StoredPolicy;
+  #hits = 0;
+  #misses = 0;
+
+  /** Called after each commit with the ids of objects whose counters changed, after the cache dropped them. */
+  onChange: (touched: Set<string>) => void = () => {};
+
+  private constructor(options: ReputationIndexOptions) {
+    this.#store = options.store;
+    this.#log = options.log;
+    this.#bucketSeconds = options.bucketSeconds;
+    this.#retentionSeconds = options.retentionDays * 86_400;
+    this.#cacheMaxEntries = options.cacheMaxEntries;
+    this.#cacheMaxAgeMs = options.cacheMaxAgeMs;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** Loads the policy in force, storing the embedded default on a new index. */
+  static async create(options: ReputationIndexOptions): Promise<ReputationIndex> {
+    const index = new ReputationIndex(options);
+
+    let stored = await options.store.getPolicy();
+    if (!stored) {
+      stored = { version: parsePolicy(DEFAULT_POLICY_YAML, 'embedded default policy').version, yaml: DEFAULT_POLICY_YAML, appliedMs: Date.now() };
+      await options.store.putPolicy(stored);
+      options.log.info({ policyVersion: stored.version }, 'stored the embedded default policy');
+    }
+    index.#storedPolicy = stored;
+    index.#policy = parsePolicy(stored.yaml, `stored policy version ${stored.version}`);
+
+    options.store.onCommit = (touched) => {
+      for (const id of touched) {
+        index.#cache.delete(id);
+      }
+      index.onChange(touched);
+    };
+    return index;
+  }
+
+  get policy(): StoredPolicy {
+    return this.#storedPolicy;
+  }
+
+  get store(): IndexStore {
+    return this.#store;
+  }
+
+  cacheStats(): CacheStats {
+    return { hits: this.#hits, misses: this.#misses, entries: this.#cache.size };
+  }
+
+  /**
+   * Validates `yamlText` and makes it the policy in force. The cache is emptied so every later answer
+   * uses the new policy.
+   *
+   * @throws CdrError `ERR_POLICY_PARSE`, `ERR_POLICY_INVALID`, or `ERR_POLICY_VERSION_NOT_NEWER` when the
+   *   document's version is not above the version in force; the policy in force stays unchanged
+   */
+  async setPolicy(yamlText: string, sourceName: string): Promise<StoredPolicy> {
+    const policy = parsePolicy(yamlText, sourceName);
+    if (policy.version <= this.#policy.version) {
+      throw new CdrError(
+        'ERR_POLICY_VERSION_NOT_NEWER',
+        `${sourceName}: version ${policy.version} is not above the version in force, ${this.#policy.version}; ` +
+          `raise "version" and apply again`,
+        { details: { version: policy.version, current: this.#policy.version } },
+      );
+    }
+
+    const stored: StoredPolicy = { version: policy.version, yaml: yamlText, appliedMs: this.#now() };
+    await this.#store.putPolicy(stored);
+    this.#policy = policy;
+    this.#storedPolicy = stored;
+    this.#cache.clear();
+    this.#log.info({ policyVersion: policy.version, source: sourceName }, 'policy applied');
+    return stored;
+  }
+
+  /** Counts a prepared Observe batch; see `IndexStore.observe`. */
+  observe(impId: string, sequence: number, observations: PreparedObservation[]): Promise<{ duplicate: boolean }> {
+    return this.#store.observe(impId, sequence, observations);
+  }
+
+  /**
+   * Returns the reputation of a key, normalising it first.
+   *
+   * @param fresh - bypass the cache, as pushes to subscribers do
+   * @throws CdrError `ERR_KEY_INVALID`
+   */
+  async lookup(kind: ObjectKindName, rawKey: string, fresh = false): Promise<ObjectReputation> {
+    const { key } = normaliseKey(kind, rawKey);
+    return this.lookupNormalised(kind, key, fresh);
+  }
+
+  /** Returns the reputation of an already normalised key. */
+  async lookupNormalised(kind: ObjectKindName, key: string, fresh = false): Promise<ObjectReputation> {
+    const id = objectId(kind, key);
+    const now = this.#now();
+
+    const cached = fresh ? undefined : this.#cache.get(id);
+    if (cached && now - cached.computedMs <= this.#cacheMaxAgeMs) {
+      this.#hits += 1;
+      this.#cache.delete(id);
+      this.#cache.set(id, cached);
+      return cached.value;
+    }
+    this.#misses += 1;
+
+    const policyAtStart = this.#policy;
+    const sinceSeconds = Math.floor((now / 1000 - this.#retentionSeconds) / this.#bucketSeconds) * this.#bucketSeconds;
+    const { record, buckets } = await this.#store.readObject(kind, key, Math.max(0, sinceSeconds));
+    const result = computeReputation(policyAtStart, buckets, this.#bucketSeconds, now);
+    const value: ObjectReputation = {
+      kind,
+      key,
+      ...result,
+      firstSeenMs: record?.firstSeenMs ?? 0,
+      lastSeenMs: record?.lastSeenMs ?? 0,
+      listings: [],
+    };
+
+    // NOTE: a commit that lands while this read runs drops the key from the cache before the read stores
+    // its older value; that value is then served for at most cacheMaxAgeMs.
+    if (this.#cacheMaxEntries > 0 && policyAtStart === this.#policy) {
+      this.#cache.delete(id);
+      this.#cache.set(id, { value, computedMs: now });
+      if (this.#cache.size > this.#cacheMaxEntries) {
+        this.#cache.delete(this.#cache.keys().next().value!);
+      }
+    }
+    return value;
+  }
+}
