@@ -14,9 +14,9 @@ all: build
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci
 
-$(GENERATED)/messages.js: $(PROTO_FILES) node_modules/.package-lock.json
+$(GENERATED)/messages.js: $(PROTO_FILES) Makefile node_modules/.package-lock.json
 	mkdir -p $(GENERATED)
-	npx pbjs -t static-module -w es6 --dependency protobufjs/minimal.js --force-number \
+	npx pbjs -t static-module -w es6 --dependency ../protobuf-runtime.js --force-number \
 		--no-verify --no-delimited \
 		-o $@.tmp $(PROTO_FILES)
 	mv $@.tmp $@

@@ -21,7 +21,7 @@ export interface CdrConfig {
   imp: {
     /** Address of the native IMP listener. @defaultValue '127.0.0.1' */
     host: string;
-    /** TCP port of the native IMP listener. @defaultValue 7300 */
+    /** TCP port of the native IMP listener; 0 picks a free port, which the start log names. @defaultValue 7300 */
     port: number;
     /** Oldest OOS firmware version an IMP may run, "MAJOR.MINOR[.PATCH]". @defaultValue '2.5' */
     minOosVersion: string;
@@ -125,7 +125,7 @@ export const CONFIG_SCHEMA = section({
   }),
   imp: section({
     host: { type: 'string', minLength: 1 },
-    port: integer(1, 65535),
+    port: integer(0, 65535),
     minOosVersion: { type: 'string', pattern: '^[0-9]+\\.[0-9]+(\\.[0-9]+)?$' },
     handshakeTimeoutMs: integer(100, 600_000),
     idleTimeoutMs: integer(1000, 86_400_000),
