@@ -5,7 +5,7 @@
  *
  *     o NUL kind NUL key                          -> { firstSeenMs, lastSeenMs }
  *     c NUL kind NUL key NUL bucket NUL nodeId    -> counter vector (COUNTER_FIELDS order), absolute values
- *     s NUL impId                                 -> last applied Observe sequence of that IMP
+ *     s NUL impId                                 -> replay window of that IMP's applied Observe sequences
  *     n NUL kind                                  -> number of objects of that kind
  *     l NUL logSequence                           -> replication log entry: the puts of one write
  *     m NUL logSequence                           -> last replication log sequence written
@@ -24,6 +24,7 @@ import type { Logger } from '../common/logger.js';
 import { OBJECT_KINDS, type ObjectKindName } from '../../modules/protocol/constants.js';
 import { COUNTER_FIELDS } from '../../modules/protocol/counters.js';
 import type { BucketCounters } from './reputation.js';
+import { ReplayWindow, type StoredReplayWindow } from './replay-window.js';
 
 const SEP = '\u0000';
 const END = '\uffff';
@@ -64,7 +65,7 @@ interface ObserveJob {
   reject: (error: unknown) => void;
 }
 
-type Json = number | string | number[] | ObjectRecord | StoredPolicy | { puts: [string, unknown][] };
+type Json = number | string | number[] | ObjectRecord | StoredPolicy | StoredReplayWindow | { puts: [string, unknown][] };
 
 /** Returns the cache and subscription key of an object. */
 export function objectId(kind: ObjectKindName, key: string): string {
@@ -80,7 +81,7 @@ export class IndexStore {
   readonly #nodeId: string;
   readonly #bucketSeconds: number;
   readonly #log: Logger;
-  readonly #lastSequence = new Map<string, number>();
+  readonly #windows = new Map<string, ReplayWindow>();
   readonly #objectCounts = new Map<ObjectKindName, number>();
   #queue: ObserveJob[] = [];
   #writing: Promise<void> | undefined;
@@ -139,21 +140,25 @@ export class IndexStore {
     >;
   }
 
-  /** Last Observe sequence applied for `impId`, 0 when none. */
+  /** Highest Observe sequence applied for `impId`, 0 when none. */
   async lastSequence(impId: string): Promise<number> {
-    const cached = this.#lastSequence.get(impId);
-    if (cached !== undefined) {
-      return cached;
+    return (await this.#window(impId)).high;
+  }
+
+  async #window(impId: string): Promise<ReplayWindow> {
+    let window = this.#windows.get(impId);
+    if (!window) {
+      const stored = (await this.#db.get(`s${SEP}${impId}`)) as StoredReplayWindow | number | undefined;
+      window = new ReplayWindow(stored);
+      this.#windows.set(impId, window);
     }
-    const stored = Number((await this.#db.get(`s${SEP}${impId}`)) ?? 0);
-    this.#lastSequence.set(impId, stored);
-    return stored;
+    return window;
   }
 
   /**
    * Counts one Observe batch of `impId`. Resolves once the batch is on disk (LevelDB write with
-   * `sync: true`); `duplicate` is true when `sequence` was not above the last applied one, in which case
-   * nothing was counted.
+   * `sync: true`). `duplicate` is true when `sequence` was applied before, or is older than the replay
+   * window, in which case nothing was counted.
    */
   observe(impId: string, sequence: number, observations: PreparedObservation[]): Promise<{ duplicate: boolean }> {
     return new Promise((resolve, reject) => {
@@ -185,7 +190,7 @@ export class IndexStore {
   async #commit(jobs: ObserveJob[]): Promise<void> {
     const slots = new Map<string, number[]>();
     const records = new Map<string, ObjectRecord>();
-    const sequences = new Map<string, number>();
+    const windows = new Map<string, ReplayWindow>();
     const outcomes: boolean[] = [];
     const touched = new Set<string>();
     const newObjects = new Map<ObjectKindName, number>();
@@ -193,11 +198,18 @@ export class IndexStore {
     // Step 1: decide which jobs are duplicates and collect the slot and record keys they touch.
     const accepted: ObserveJob[] = [];
     for (const job of jobs) {
-      const last = sequences.get(job.impId) ?? (await this.lastSequence(job.impId));
-      const duplicate = job.sequence <= last;
-      outcomes.push(duplicate);
-      if (!duplicate) {
-        sequences.set(job.impId, job.sequence);
+      let window = windows.get(job.impId);
+      if (!window) {
+        window = (await this.#window(job.impId)).clone();
+        windows.set(job.impId, window);
+      }
+      const check = window.check(job.sequence);
+      if (check === 'too-old') {
+        this.#log.warn({ impId: job.impId, sequence: job.sequence, high: window.high }, 'Observe sequence is older than the replay window; treated as a duplicate');
+      }
+      outcomes.push(check !== 'new');
+      if (check === 'new') {
+        window.mark(job.sequence);
         accepted.push(job);
       }
     }
@@ -259,8 +271,8 @@ export class IndexStore {
     for (const [key, record] of records) {
       puts.push([key, record]);
     }
-    for (const [impId, sequence] of sequences) {
-      puts.push([`s${SEP}${impId}`, sequence]);
+    for (const [impId, window] of windows) {
+      puts.push([`s${SEP}${impId}`, window.toStored()]);
     }
 
     const counts = new Map(this.#objectCounts);
@@ -283,8 +295,8 @@ export class IndexStore {
     if (puts.length > 0) {
       this.#logSequence = logSequence;
     }
-    for (const [impId, sequence] of sequences) {
-      this.#lastSequence.set(impId, sequence);
+    for (const [impId, window] of windows) {
+      this.#windows.set(impId, window);
     }
     for (const [kind, count] of counts) {
       this.#objectCounts.set(kind, count);
