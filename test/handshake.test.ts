@@ -1,6 +1,8 @@
+import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 
 import test from 'ava';
 
@@ -103,4 +105,34 @@ test('client without a certificate is rejected', async (t) => {
     const client = await ImpProtocolClient.connect({ host: '127.0.0.1', port: node.port, ca: bundle.ca, cert: '', key: '' });
     await client.hello(validHello('imp-handshake'));
   });
+});
+
+/** Runs `openssl s_client` against the node with the enrolled bundle; resolves with its output. */
+async function openssl(args: string[]): Promise<{ code: number; output: string }> {
+  const dir = join(node.dir, 'clients', 'imp-handshake');
+  const command = ['s_client', '-connect', `127.0.0.1:${node.port}`, '-CAfile', join(dir, 'ca.pem'), '-cert', join(dir, 'client.pem'), '-key', join(dir, 'client.key'), ...args];
+  return new Promise((resolveRun) => {
+    const child = execFile('openssl', command, { timeout: 10_000 }, (error, stdout, stderr) => {
+      resolveRun({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, output: stdout + stderr });
+    });
+    child.stdin?.end();
+  });
+}
+
+test('openssl verifies the server certificate over TLS 1.3', async (t) => {
+  const result = await openssl(['-tls1_3', '-verify_return_error', '-servername', 'localhost']);
+  t.regex(result.output, /New, TLSv1\.3/);
+  t.regex(result.output, /Verify return code: 0 \(ok\)/);
+});
+
+test('openssl with TLS 1.2 is rejected', async (t) => {
+  const result = await openssl(['-tls1_2']);
+  t.not(result.code, 0);
+  t.notRegex(result.output, /New, TLSv1\.2/);
+});
+
+test('openssl verifies enrolled certificate against CA', async (t) => {
+  const dir = join(node.dir, 'clients', 'imp-handshake');
+  const { stdout } = await promisify(execFile)('openssl', ['verify', '-CAfile', join(dir, 'ca.pem'), '-purpose', 'sslclient', join(dir, 'client.pem')]);
+  t.regex(stdout, /client\.pem: OK/);
 });

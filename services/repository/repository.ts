@@ -20,6 +20,9 @@ import { IndexStore } from './store.js';
 import { SubscriptionRegistry } from './subscriptions.js';
 import { defaultServerNames, loadServerTlsMaterial } from './tls-material.js';
 
+/** Interval between purges of expired counter buckets. */
+const PURGE_INTERVAL_MS = 3_600_000;
+
 export class Repository {
   readonly lifecycle = new Lifecycle('repository');
   readonly #config: Readonly<CdrConfig>;
@@ -31,6 +34,8 @@ export class Repository {
   #nodeId = '';
   #startedMs = 0;
   #impAddress = '';
+  #purgeTimer: NodeJS.Timeout | undefined;
+  #purging: Promise<void> | undefined;
 
   constructor(config: Readonly<CdrConfig>, log: Logger) {
     this.#config = config;
@@ -103,6 +108,9 @@ export class Repository {
     );
     await this.#control.listen(this.controlSocketPath);
 
+    this.#purgeTimer = setInterval(() => this.purgeExpired(), PURGE_INTERVAL_MS);
+    this.#purgeTimer.unref();
+
     this.#startedMs = Date.now();
     this.lifecycle.moveTo('open');
     log.info({ nodeId: this.#nodeId, imp: this.#impAddress, control: this.controlSocketPath, version: SOFTWARE_VERSION }, 'repository ready');
@@ -117,10 +125,37 @@ export class Repository {
     const timeoutMs = this.#config.shutdown.timeoutMs;
     const log = this.#log;
 
+    clearInterval(this.#purgeTimer);
     await runShutdownStep(log, 'close IMP listener and drain requests', timeoutMs, () => this.#impServer?.close(timeoutMs));
     await runShutdownStep(log, 'close control socket', timeoutMs, () => this.#control?.close());
+    await runShutdownStep(log, 'finish bucket purge', timeoutMs, () => this.#purging);
     await runShutdownStep(log, 'flush and close index', timeoutMs, () => this.#store?.close());
     this.lifecycle.moveTo('closed');
+  }
+
+  /**
+   * Deletes counter buckets that ended before the retention window. Runs every PURGE_INTERVAL_MS; a run
+   * still going when the next is due makes that one a no-op.
+   */
+  purgeExpired(): Promise<void> {
+    if (this.#purging || !this.#store || this.lifecycle.state !== 'open') {
+      return this.#purging ?? Promise.resolve();
+    }
+    const { retentionDays, bucketSeconds } = this.#config.index;
+    const beforeSeconds = Math.floor((Date.now() / 1000 - retentionDays * 86_400) / bucketSeconds) * bucketSeconds;
+    const started = Date.now();
+    this.#purging = this.#store
+      .purgeBuckets(beforeSeconds)
+      .then((deleted) => {
+        this.#log.info({ deleted, beforeSeconds, ms: Date.now() - started }, 'purged expired counter buckets');
+      })
+      .catch((error: unknown) => {
+        this.#log.error({ err: error }, 'purging expired counter buckets failed; retrying at the next interval');
+      })
+      .finally(() => {
+        this.#purging = undefined;
+      });
+    return this.#purging;
   }
 
   /** The node's status, as `cdrctl status` shows it. */

@@ -333,6 +333,37 @@ export class IndexStore {
     return { record, buckets: [...buckets].map(([startSeconds, vector]) => ({ startSeconds, vector })) };
   }
 
+  /**
+   * Deletes counter buckets that start before `beforeSeconds`, in batches of `batchSize` keys, and
+   * returns how many it deleted. Observations that old are rejected, so no write races with this.
+   * Deletions are local: each node purges by its own clock and the replication log does not carry them.
+   */
+  async purgeBuckets(beforeSeconds: number, batchSize = 1000): Promise<number> {
+    const cutoff = hex(beforeSeconds, 10);
+    let deleted = 0;
+    let pending: string[] = [];
+
+    for await (const slotKey of this.#db.keys({ gte: `c${SEP}`, lt: `c${SEP}${END}` })) {
+      // The bucket is the second-to-last field: c, kind, key, bucket, node.
+      const end = slotKey.lastIndexOf(SEP);
+      const bucket = slotKey.slice(slotKey.lastIndexOf(SEP, end - 1) + 1, end);
+      if (bucket >= cutoff) {
+        continue;
+      }
+      pending.push(slotKey);
+      if (pending.length >= batchSize) {
+        await this.#db.batch(pending.map((key) => ({ type: 'del' as const, key })));
+        deleted += pending.length;
+        pending = [];
+      }
+    }
+    if (pending.length > 0) {
+      await this.#db.batch(pending.map((key) => ({ type: 'del' as const, key })));
+      deleted += pending.length;
+    }
+    return deleted;
+  }
+
   async getPolicy(): Promise<StoredPolicy | undefined> {
     return (await this.#db.get(`p${SEP}current`)) as StoredPolicy | undefined;
   }
