@@ -29,6 +29,16 @@ export interface CdrConfig {
     handshakeTimeoutMs: number;
     /** Time without any frame after which a connection is closed, in milliseconds. @defaultValue 300000 */
     idleTimeoutMs: number;
+    /** Address IMPs are told to use for this node (in the peer list of the other node); empty means `host`. @defaultValue '' */
+    advertiseHost: string;
+  };
+  replication: {
+    /** Address the replication listener (mutual TLS) binds to. @defaultValue '127.0.0.1' */
+    host: string;
+    /** TCP port of the replication listener; 0 picks a free port. @defaultValue 7301 */
+    port: number;
+    /** Address the peer is told to connect to; empty means `host`. @defaultValue '' */
+    advertiseHost: string;
   };
   tls: {
     /** Folder of the CA and server certificate, relative to `paths.state`. @defaultValue 'tls' */
@@ -89,7 +99,9 @@ export const DEFAULT_CONFIG: CdrConfig = {
     minOosVersion: '2.5',
     handshakeTimeoutMs: 10_000,
     idleTimeoutMs: 300_000,
+    advertiseHost: '',
   },
+  replication: { host: '127.0.0.1', port: 7301, advertiseHost: '' },
   tls: { dir: 'tls', generate: true, serverValidDays: 825, clientValidDays: 825 },
   limits: {
     maxFrameBytes: 4 * 1024 * 1024,
@@ -129,6 +141,12 @@ export const CONFIG_SCHEMA = section({
     minOosVersion: { type: 'string', pattern: '^[0-9]+\\.[0-9]+(\\.[0-9]+)?$' },
     handshakeTimeoutMs: integer(100, 600_000),
     idleTimeoutMs: integer(1000, 86_400_000),
+    advertiseHost: { type: 'string' },
+  }),
+  replication: section({
+    host: { type: 'string', minLength: 1 },
+    port: integer(0, 65535),
+    advertiseHost: { type: 'string' },
   }),
   tls: section({
     dir: { type: 'string', minLength: 1 },

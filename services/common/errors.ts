@@ -17,6 +17,7 @@ export const ERROR_CODES = {
   ERR_INDEX_NOT_OPEN: 'The index is not open',
 
   ERR_TLS_MATERIAL: 'TLS material is missing or invalid',
+  ERR_PEER_INVALID: 'Peer record is invalid',
   ERR_TLS_ENROLL: 'Client enrolment failed',
 
   ERR_KEY_INVALID: 'Object key is invalid',

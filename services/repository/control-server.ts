@@ -25,6 +25,11 @@ export interface ControlContext {
   clientValidDays: number;
   maxLookupKeys: number;
   status: () => Promise<impcdr.v1.IStatus>;
+  identity: () => impcdr.v1.IReplicationIdentity;
+  pairStatus: () => impcdr.v1.IPairStatus;
+  /** Stores the peer and starts replication with it. @throws CdrError `ERR_PEER_INVALID` */
+  setPeer: (peer: impcdr.v1.IPeerRecord) => Promise<void>;
+  clearPeer: () => Promise<void>;
 }
 
 export class ControlServer {
@@ -161,6 +166,20 @@ export class ControlServer {
         const stored = await index.setPolicy(request.policySet?.yaml ?? '', request.policySet?.sourceName || 'policy');
         return { policy: stored };
       }
+
+      case 'identity':
+        return { identity: this.#context.identity() };
+
+      case 'pairStatus':
+        return { pairStatus: this.#context.pairStatus() };
+
+      case 'peerSet':
+        await this.#context.setPeer(request.peerSet?.peer ?? {});
+        return { pairStatus: this.#context.pairStatus() };
+
+      case 'peerClear':
+        await this.#context.clearPeer();
+        return { pairStatus: this.#context.pairStatus() };
 
       default:
         throw new CdrError('ERR_PROTO_UNKNOWN_MESSAGE_TYPE', 'control request has no body this repository knows');

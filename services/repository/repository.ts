@@ -8,6 +8,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSy
 import { join } from 'node:path';
 
 import { resolveUnder, type CdrConfig } from '../common/config.js';
+import { CdrError } from '../common/errors.js';
 import { Lifecycle } from '../common/lifecycle.js';
 import { runShutdownStep } from '../common/lifecycle.js';
 import type { Logger } from '../common/logger.js';
@@ -18,6 +19,7 @@ import { ImpServer } from './imp-server.js';
 import { ReputationIndex } from './reputation-index.js';
 import { IndexStore } from './store.js';
 import { SubscriptionRegistry } from './subscriptions.js';
+import { checkPeer, loadPeer, loadReplicationIdentity, removePeer, savePeer, type PeerRecord, type ReplicationIdentityFiles } from './peer.js';
 import { defaultServerNames, loadServerTlsMaterial } from './tls-material.js';
 
 /** Interval between purges of expired counter buckets. */
@@ -35,6 +37,8 @@ export class Repository {
   #startedMs = 0;
   #impAddress = '';
   #purgeTimer: NodeJS.Timeout | undefined;
+  #replicationIdentity: ReplicationIdentityFiles | undefined;
+  #peer: PeerRecord | undefined;
   #purging: Promise<void> | undefined;
 
   constructor(config: Readonly<CdrConfig>, log: Logger) {
@@ -86,6 +90,9 @@ export class Repository {
       log.info({ dir: tlsDir, generated: tls.generated }, 'generated TLS material');
     }
 
+    this.#replicationIdentity = await loadReplicationIdentity(tlsDir, this.#nodeId);
+    this.#peer = loadPeer(config.paths.state);
+
     const subscriptions = new SubscriptionRegistry(log);
     const index = this.#index;
     index.onChange = (touched) => {
@@ -103,6 +110,10 @@ export class Repository {
         clientValidDays: config.tls.clientValidDays,
         maxLookupKeys: config.limits.maxLookupKeys,
         status: async () => this.status(),
+        identity: () => this.replicationIdentity(),
+        pairStatus: () => this.pairStatus(),
+        setPeer: async (peer) => this.setPeer(peer),
+        clearPeer: async () => this.clearPeer(),
       },
       log,
     );
@@ -156,6 +167,56 @@ export class Repository {
         this.#purging = undefined;
       });
     return this.#purging;
+  }
+
+  /** This node's replication endpoint and pinned certificate, as the pairing service sends it to the peer. */
+  replicationIdentity(): impcdr.v1.IReplicationIdentity {
+    const config = this.#config;
+    return {
+      nodeId: this.#nodeId,
+      certificatePem: this.#replicationIdentity?.certificatePem ?? '',
+      fingerprintSha256: this.#replicationIdentity?.fingerprint ?? '',
+      host: config.replication.advertiseHost || config.replication.host,
+      port: config.replication.port,
+      impHost: config.imp.advertiseHost || config.imp.host,
+      impPort: Number(this.#impAddress.split(':').pop() ?? config.imp.port),
+    };
+  }
+
+  pairStatus(): impcdr.v1.IPairStatus {
+    // TODO: report the replication state, contact, lag and backlog once replication runs.
+    return {
+      self: this.replicationIdentity(),
+      peer: this.#peer ?? null,
+      replicationState: this.#peer ? 'disconnected' : 'unpaired',
+    };
+  }
+
+  /** Stores `record` as the peer, replacing any previous one. @throws CdrError `ERR_PEER_INVALID` */
+  async setPeer(record: impcdr.v1.IPeerRecord): Promise<void> {
+    const peer = checkPeer({
+      nodeId: record.nodeId ?? '',
+      host: record.host ?? '',
+      replicationPort: Number(record.replicationPort ?? 0),
+      certificatePem: record.certificatePem ?? '',
+      sshHostKeyFingerprint: record.sshHostKeyFingerprint ?? '',
+      pairedMs: Number(record.pairedMs ?? 0),
+      impHost: record.impHost ?? '',
+      impPort: Number(record.impPort ?? 0),
+    });
+    if (peer.nodeId === this.#nodeId) {
+      throw new CdrError('ERR_PEER_INVALID', `peer node id ${peer.nodeId} is this node's own id; pair with the other node`);
+    }
+    savePeer(this.#config.paths.state, peer);
+    this.#peer = peer;
+    this.#log.info({ peer: peer.nodeId, host: peer.host, port: peer.replicationPort, sshFingerprint: peer.sshHostKeyFingerprint }, 'peer stored');
+  }
+
+  async clearPeer(): Promise<void> {
+    const previous = this.#peer;
+    removePeer(this.#config.paths.state);
+    this.#peer = undefined;
+    this.#log.info({ peer: previous?.nodeId }, 'peer removed');
   }
 
   /** The node's status, as `cdrctl status` shows it. */

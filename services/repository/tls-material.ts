@@ -179,6 +179,29 @@ export function defaultServerNames(listenHost: string): string[] {
   return [...names];
 }
 
+/**
+ * Creates a self-signed ECDSA P-256 certificate for `commonName`, usable as both TLS server and client.
+ * A peer pins it as the only certificate it accepts, so it needs no CA.
+ */
+export async function createSelfSignedCertificate(commonName: string, validDays: number): Promise<{ certificatePem: string; keyPem: string }> {
+  const keys = (await webcrypto.subtle.generateKey(ALGORITHM, true, ['sign', 'verify'])) as CryptoKeyPair;
+  const certificate = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: randomSerial(),
+    name: `CN=${commonName}`,
+    notBefore: new Date(Date.now() - 5 * 60_000),
+    notAfter: new Date(Date.now() + validDays * DAY_MS),
+    signingAlgorithm: ALGORITHM,
+    keys,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth], false),
+      new x509.SubjectAlternativeNameExtension([{ type: 'dns', value: commonName }], false),
+    ],
+  });
+  return { certificatePem: certificate.toString('pem'), keyPem: await exportPrivateKey(keys.privateKey) };
+}
+
 async function createCa(): Promise<{ certificatePem: string; keyPem: string }> {
   const keys = (await webcrypto.subtle.generateKey(ALGORITHM, true, ['sign', 'verify'])) as CryptoKeyPair;
   const certificate = await x509.X509CertificateGenerator.createSelfSigned({
