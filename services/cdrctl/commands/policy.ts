@@ -1,0 +1,42 @@
+/**
+ * `cdrctl policy show | set FILE`: the reputation policy in force.
+ */
+
+import { readFileSync } from 'node:fs';
+
+import { CdrError } from '../../common/errors.js';
+import type { ControlClient } from '../../../modules/protocol/control-client.js';
+import { EXIT_SUCCESS, usageError, withControl, type Command, type CommandContext } from '../command.js';
+
+export const policyCommand: Command = {
+  name: 'policy',
+  usage: [
+    'policy show                           print the reputation policy in force',
+    'policy set FILE                       validate FILE and make it the policy in force',
+  ],
+  async run(context, args) {
+    return withControl(context, (client) => policy(context, client, args));
+  },
+};
+
+async function policy(context: CommandContext, client: ControlClient, args: string[]): Promise<number> {
+  const [subcommand, file] = args;
+  if (subcommand === 'show' && args.length === 1) {
+    const { policy: document } = await client.call({ policyShow: {} });
+    context.stdout(`# version ${document!.version}, applied ${new Date(Number(document!.appliedMs)).toISOString()}\n${document!.yaml}`);
+    return EXIT_SUCCESS;
+  }
+  if (subcommand === 'set' && file && args.length === 2) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (error) {
+      throw new CdrError('ERR_CLI_USAGE', `cannot read ${file}: ${(error as Error).message}`, { cause: error });
+    }
+    const { policy: document } = await client.call({ policySet: { yaml: text, sourceName: file } });
+    context.stdout(`policy version ${document!.version} is in force\n`);
+    return EXIT_SUCCESS;
+  }
+  throw usageError('use: cdrctl policy show | cdrctl policy set FILE');
+}
+
