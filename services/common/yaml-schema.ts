@@ -37,6 +37,13 @@ export function parseYamlWithSchema(
   if (document.errors.length > 0) {
     const first = document.errors[0]!;
     const position = lineCounter.linePos(first.pos[0]);
+    if (first.code === 'DUPLICATE_KEY') {
+      const key = duplicateKeyPath(text, first.pos[0]);
+      throw new CdrError(codes.parse, `${sourceName}:${position.line}:${position.col}: key "${key}" appears twice; keep one`, {
+        details: { key, line: position.line, column: position.col },
+        cause: first,
+      });
+    }
     throw new CdrError(codes.parse, `${sourceName}:${position.line}:${position.col}: ${first.message}`, {
       details: { line: position.line, column: position.col },
       cause: first,
@@ -53,11 +60,12 @@ export function parseYamlWithSchema(
   throw describeError(error, document, lineCounter, sourceName, schema, codes);
 }
 
-/** Prefers unknown keys, then the deepest error, so the message points at the first thing to fix. */
+/** Prefers unknown keys, then missing keys, then the deepest error, so the message points at the first thing to fix. */
 function pickError(errors: ErrorObject[]): ErrorObject {
-  const unknownKey = errors.find((error) => error.keyword === 'additionalProperties');
-  if (unknownKey) {
-    return unknownKey;
+  const preferred =
+    errors.find((error) => error.keyword === 'additionalProperties') ?? errors.find((error) => error.keyword === 'required');
+  if (preferred) {
+    return preferred;
   }
 
   return errors.reduce((deepest, error) =>
@@ -89,6 +97,16 @@ function describeError(
     );
   }
 
+  if (error.keyword === 'required') {
+    const missing = String((error.params as { missingProperty: string }).missingProperty);
+    const keyPath = [...path, missing].join('.');
+    const position = positionOf(document, lineCounter, path, false);
+    const expected = describeSchema(schemaAt(schema, [...path, missing]));
+    return new CdrError(codes.invalid, `${sourceName}:${position.line}:${position.col}: missing key "${keyPath}", expected ${expected}`, {
+      details: { key: keyPath, line: position.line, column: position.col, expected, keyword: error.keyword },
+    });
+  }
+
   const key = path.length === 0 ? '(document)' : path.join('.');
   const position = positionOf(document, lineCounter, path, false);
   const expected = describeSchema(schemaAt(schema, path));
@@ -98,6 +116,40 @@ function describeError(
     `${sourceName}:${position.line}:${position.col}: ${key} must be ${expected}, got ${received}`,
     { details: { key, line: position.line, column: position.col, expected, keyword: error.keyword } },
   );
+}
+
+/**
+ * Returns the dotted path of the key that starts at `offset`, from the indentation of the lines above
+ * it (block-style YAML, as configuration and policy files are written).
+ */
+function duplicateKeyPath(text: string, offset: number): string {
+  const lineStart = text.lastIndexOf('\n', offset - 1) + 1;
+  const keyMatch = /^(\s*)([^:#\s][^:#]*?)\s*:/.exec(text.slice(lineStart));
+  if (!keyMatch) {
+    return '?';
+  }
+  const path = [keyMatch[2]!];
+  let indent = keyMatch[1]!.length;
+
+  const lines = text.slice(0, lineStart).split('\n').reverse();
+  for (const line of lines) {
+    const parent = /^(\s*)([^:#\s-][^:#]*?)\s*:/.exec(line);
+    if (parent && parent[1]!.length < indent) {
+      path.unshift(parent[2]!);
+      indent = parent[1]!.length;
+      if (indent === 0) {
+        break;
+      }
+    }
+  }
+  return path.join('.');
+}
+
+/** Finds the line and column of the key at `path` in YAML `text`; line 1 column 1 when absent. */
+export function positionOfKey(text: string, path: string[]): { line: number; col: number } {
+  const lineCounter = new LineCounter();
+  const document = parseDocument(text, { lineCounter });
+  return positionOf(document, lineCounter, path, true);
 }
 
 function decodePointer(segment: string): string {
@@ -158,8 +210,14 @@ export function describeSchema(schema: Record<string, unknown> | undefined): str
       const noun = schema['type'] === 'integer' ? 'an integer' : 'a number';
       const minimum = schema['minimum'];
       const maximum = schema['maximum'];
+      const exclusiveMinimum = schema['exclusiveMinimum'];
       if (minimum !== undefined && maximum !== undefined) {
         return `${noun} from ${minimum} to ${maximum}`;
+      }
+      if (exclusiveMinimum !== undefined) {
+        return maximum !== undefined
+          ? `${noun} greater than ${exclusiveMinimum} and at most ${maximum}`
+          : `${noun} greater than ${exclusiveMinimum}`;
       }
       return minimum !== undefined ? `${noun} of at least ${minimum}` : noun;
     }

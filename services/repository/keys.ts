@@ -113,8 +113,8 @@ function normaliseUser(raw: string): NormalisedKey {
   if (local.length > 64) {
     throw invalid('user', raw, 'local part must be at most 64 characters');
   }
-  // Control characters, spaces and unquoted specials cannot appear in a deliverable address's local part.
-  if (/[\s\u0000-\u001f\u007f<>()\[\],;:\\]/.test(local) || local.startsWith('.') || local.endsWith('.') || local.includes('..')) {
+  // Control characters, spaces and specials (RFC 5322) are rejected; quoted local parts are not accepted.
+  if (/[\s\u0000-\u001f\u007f<>()\[\],;:\\@"]/.test(local) || local.startsWith('.') || local.endsWith('.') || local.includes('..')) {
     throw invalid('user', raw, 'local part contains a character that is not allowed');
   }
 

@@ -3,7 +3,7 @@
  */
 
 import { CdrError } from '../common/errors.js';
-import { parseYamlWithSchema } from '../common/yaml-schema.js';
+import { parseYamlWithSchema, positionOfKey } from '../common/yaml-schema.js';
 import { COUNTER_FIELDS, vectorToCounters, type CounterField, type CounterValues } from '../../modules/protocol/counters.js';
 import type { VerdictName } from '../../modules/protocol/constants.js';
 import { POLICY_SCHEMA, POLICY_SIGNALS, type PolicyDocument, type PolicySignal } from './policy-schema.js';
@@ -44,11 +44,12 @@ export function parsePolicy(yamlText: string, sourceName: string): PolicyDocumen
 
   const { trusted, suspect, malicious } = policy.thresholds;
   if (!(malicious <= suspect && suspect < trusted)) {
+    const position = positionOfKey(yamlText, ['thresholds']);
     throw new CdrError(
       'ERR_POLICY_INVALID',
-      `${sourceName}: thresholds must satisfy malicious <= suspect < trusted, got malicious=${malicious}, ` +
-        `suspect=${suspect}, trusted=${trusted}`,
-      { details: { key: 'thresholds' } },
+      `${sourceName}:${position.line}:${position.col}: thresholds must satisfy malicious <= suspect < trusted, ` +
+        `got malicious=${malicious}, suspect=${suspect}, trusted=${trusted}`,
+      { details: { key: 'thresholds', line: position.line, column: position.col } },
     );
   }
   return policy;
