@@ -39,6 +39,8 @@ export interface CdrConfig {
     port: number;
     /** Address the peer is told to connect to; empty means `host`. @defaultValue '' */
     advertiseHost: string;
+    /** Log entries kept for a peer that has not applied them; a peer further behind resyncs by snapshot. @defaultValue 1000000 */
+    logRetentionEntries: number;
   };
   tls: {
     /** Folder of the CA and server certificate, relative to `paths.state`. @defaultValue 'tls' */
@@ -101,7 +103,7 @@ export const DEFAULT_CONFIG: CdrConfig = {
     idleTimeoutMs: 300_000,
     advertiseHost: '',
   },
-  replication: { host: '127.0.0.1', port: 7301, advertiseHost: '' },
+  replication: { host: '127.0.0.1', port: 7301, advertiseHost: '', logRetentionEntries: 1_000_000 },
   tls: { dir: 'tls', generate: true, serverValidDays: 825, clientValidDays: 825 },
   limits: {
     maxFrameBytes: 4 * 1024 * 1024,
@@ -147,6 +149,7 @@ export const CONFIG_SCHEMA = section({
     host: { type: 'string', minLength: 1 },
     port: integer(0, 65535),
     advertiseHost: { type: 'string' },
+    logRetentionEntries: integer(0, 1_000_000_000),
   }),
   tls: section({
     dir: { type: 'string', minLength: 1 },

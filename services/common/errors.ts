@@ -18,6 +18,9 @@ export const ERROR_CODES = {
 
   ERR_TLS_MATERIAL: 'TLS material is missing or invalid',
   ERR_PEER_INVALID: 'Peer record is invalid',
+  ERR_REPLICATION_LINK: 'Replication link to the peer failed',
+  ERR_REPLICATION_PEER_MISMATCH: 'The peer presented a certificate other than the pinned one',
+  ERR_REPLICATION_REQUEST: 'Replication request failed',
   ERR_TLS_ENROLL: 'Client enrolment failed',
 
   ERR_KEY_INVALID: 'Object key is invalid',

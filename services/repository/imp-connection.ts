@@ -38,6 +38,8 @@ export interface ConnectionContext {
   index: ReputationIndex;
   subscriptions: SubscriptionRegistry;
   nodeId: string;
+  /** The other node(s) of the pair, for the failover list in HelloAccepted. */
+  peers: () => { nodeId: string; host: string; port: number }[];
   traffic: TrafficCounters;
   isShuttingDown: () => boolean;
 }
@@ -291,8 +293,7 @@ export class ImpConnection {
               maxInFlight: limits.maxInFlight,
               maxSubscriptions: limits.maxSubscriptions,
             },
-            // TODO: list the paired node once replication exists; a single node has no peers.
-            peers: [],
+            peers: this.#context.peers(),
             serverTimeMs: Date.now(),
             policyVersion: this.#context.index.policy.version,
             lastSequence,

@@ -57,6 +57,21 @@ export class ReplayWindow {
     }
   }
 
+  /** Adds every sequence `other` has applied, as when merging a replica's window into this one. */
+  merge(other: ReplayWindow): void {
+    if (other.high > this.high) {
+      this.#shift(other.high - this.high);
+      this.high = other.high;
+    }
+    const offset = this.high - other.high;
+    for (let index = 0; index + offset < REPLAY_WINDOW_SIZE; index++) {
+      if (other.#get(index)) {
+        const target = index + offset;
+        this.#bits[target >> 3]! |= 1 << (target & 7);
+      }
+    }
+  }
+
   toStored(): StoredReplayWindow {
     return { high: this.high, bits: Buffer.from(this.#bits).toString('hex') };
   }

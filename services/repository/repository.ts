@@ -15,9 +15,11 @@ import type { Logger } from '../common/logger.js';
 import { SOFTWARE_VERSION } from '../common/version.js';
 import type { impcdr } from '../../modules/protocol/generated/messages.js';
 import { ControlServer } from './control-server.js';
+import { HybridLogicalClock } from './hlc.js';
 import { ImpServer } from './imp-server.js';
 import { ReputationIndex } from './reputation-index.js';
 import { IndexStore } from './store.js';
+import { Replicator } from './replication/replicator.js';
 import { SubscriptionRegistry } from './subscriptions.js';
 import { checkPeer, loadPeer, loadReplicationIdentity, removePeer, savePeer, type PeerRecord, type ReplicationIdentityFiles } from './peer.js';
 import { defaultServerNames, loadServerTlsMaterial } from './tls-material.js';
@@ -38,7 +40,10 @@ export class Repository {
   #impAddress = '';
   #purgeTimer: NodeJS.Timeout | undefined;
   #replicationIdentity: ReplicationIdentityFiles | undefined;
+  #clock!: HybridLogicalClock;
   #peer: PeerRecord | undefined;
+  #replicator: Replicator | undefined;
+  #replicationAddress = '';
   #purging: Promise<void> | undefined;
 
   constructor(config: Readonly<CdrConfig>, log: Logger) {
@@ -68,6 +73,7 @@ export class Repository {
     mkdirSync(config.paths.state, { recursive: true, mode: 0o750 });
 
     this.#nodeId = config.node.id || loadOrCreateNodeId(config.paths.state);
+    this.#clock = new HybridLogicalClock(this.#nodeId);
     const log = this.#log;
 
     this.#store = await IndexStore.open({ location: this.indexPath, nodeId: this.#nodeId, bucketSeconds: config.index.bucketSeconds, log });
@@ -78,6 +84,7 @@ export class Repository {
       retentionDays: config.index.retentionDays,
       cacheMaxEntries: config.cache.maxEntries,
       cacheMaxAgeMs: config.cache.maxAgeMs,
+      clock: this.#clock,
     });
 
     const tlsDir = resolveUnder(config.paths.state, config.tls.dir);
@@ -99,7 +106,26 @@ export class Repository {
       subscriptions.notify(index, touched).catch((error: unknown) => log.error({ err: error }, 'pushing changes failed'));
     };
 
-    this.#impServer = new ImpServer(tls, { config, index, subscriptions, nodeId: this.#nodeId }, log);
+    this.#replicator = new Replicator({
+      store: this.#store,
+      identity: this.#replicationIdentity,
+      nodeId: this.#nodeId,
+      log,
+      logRetentionEntries: config.replication.logRetentionEntries,
+      onApplied: ({ policyChanged }) => {
+        if (policyChanged) {
+          index.reloadPolicy().catch((error: unknown) => log.error({ err: error }, 'loading the replicated policy failed'));
+        }
+      },
+      onStateChange: (state) => log.info({ state, peer: this.#peer?.nodeId }, 'replication state changed'),
+    });
+    const replicationBound = await this.#replicator.listen(config.replication.host, config.replication.port);
+    this.#replicationAddress = `${replicationBound.host}:${replicationBound.port}`;
+    await this.#replicator.setPeer(this.#peer);
+
+    const peers = () =>
+      this.#peer && this.#peer.impHost ? [{ nodeId: this.#peer.nodeId, host: this.#peer.impHost, port: this.#peer.impPort }] : [];
+    this.#impServer = new ImpServer(tls, { config, index, subscriptions, nodeId: this.#nodeId, peers }, log);
     const bound = await this.#impServer.listen(config.imp.host, config.imp.port);
     this.#impAddress = `${bound.host}:${bound.port}`;
 
@@ -124,7 +150,10 @@ export class Repository {
 
     this.#startedMs = Date.now();
     this.lifecycle.moveTo('open');
-    log.info({ nodeId: this.#nodeId, imp: this.#impAddress, control: this.controlSocketPath, version: SOFTWARE_VERSION }, 'repository ready');
+    log.info(
+      { nodeId: this.#nodeId, imp: this.#impAddress, replication: this.#replicationAddress, control: this.controlSocketPath, version: SOFTWARE_VERSION },
+      'repository ready',
+    );
   }
 
   /** Closes the parts in reverse order; each step gets `shutdown.timeoutMs` before the next is forced. */
@@ -139,6 +168,7 @@ export class Repository {
     clearInterval(this.#purgeTimer);
     await runShutdownStep(log, 'close IMP listener and drain requests', timeoutMs, () => this.#impServer?.close(timeoutMs));
     await runShutdownStep(log, 'close control socket', timeoutMs, () => this.#control?.close());
+    await runShutdownStep(log, 'stop replication', timeoutMs, () => this.#replicator?.close());
     await runShutdownStep(log, 'finish bucket purge', timeoutMs, () => this.#purging);
     await runShutdownStep(log, 'flush and close index', timeoutMs, () => this.#store?.close());
     this.lifecycle.moveTo('closed');
@@ -177,19 +207,27 @@ export class Repository {
       certificatePem: this.#replicationIdentity?.certificatePem ?? '',
       fingerprintSha256: this.#replicationIdentity?.fingerprint ?? '',
       host: config.replication.advertiseHost || config.replication.host,
-      port: config.replication.port,
+      port: Number(this.#replicationAddress.split(':').pop() || config.replication.port),
       impHost: config.imp.advertiseHost || config.imp.host,
       impPort: Number(this.#impAddress.split(':').pop() ?? config.imp.port),
     };
   }
 
   pairStatus(): impcdr.v1.IPairStatus {
-    // TODO: report the replication state, contact, lag and backlog once replication runs.
+    const replication = this.#replicator?.status();
     return {
       self: this.replicationIdentity(),
       peer: this.#peer ?? null,
-      replicationState: this.#peer ? 'disconnected' : 'unpaired',
+      replicationState: replication?.state ?? 'unpaired',
+      lastContactMs: replication?.lastContactMs ?? 0,
+      lagMs: replication?.lagMs ?? 0,
+      backlog: replication?.backlog ?? 0,
     };
+  }
+
+  /** Replication lag samples in ms, for benchmarks. */
+  replicationLagSamples(): readonly number[] {
+    return this.#replicator?.lagSamples() ?? [];
   }
 
   /** Stores `record` as the peer, replacing any previous one. @throws CdrError `ERR_PEER_INVALID` */
@@ -209,6 +247,7 @@ export class Repository {
     }
     savePeer(this.#config.paths.state, peer);
     this.#peer = peer;
+    await this.#replicator?.setPeer(peer);
     this.#log.info({ peer: peer.nodeId, host: peer.host, port: peer.replicationPort, sshFingerprint: peer.sshHostKeyFingerprint }, 'peer stored');
   }
 
@@ -216,6 +255,7 @@ export class Repository {
     const previous = this.#peer;
     removePeer(this.#config.paths.state);
     this.#peer = undefined;
+    await this.#replicator?.setPeer(undefined);
     this.#log.info({ peer: previous?.nodeId }, 'peer removed');
   }
 

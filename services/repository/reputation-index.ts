@@ -8,6 +8,7 @@ import { CdrError } from '../common/errors.js';
 import type { ObjectKindName } from '../../modules/protocol/constants.js';
 import { normaliseKey } from './keys.js';
 import { computeReputation, DEFAULT_POLICY_YAML, parsePolicy, type PolicyDocument, type ReputationResult } from './reputation.js';
+import type { HybridLogicalClock } from './hlc.js';
 import { IndexStore, objectId, type PreparedObservation, type StoredPolicy } from './store.js';
 
 /** A lookup answer for one normalised key. */
@@ -32,6 +33,7 @@ export interface ReputationIndexOptions {
   retentionDays: number;
   cacheMaxEntries: number;
   cacheMaxAgeMs: number;
+  clock: HybridLogicalClock;
   now?: () => number;
 }
 
@@ -50,6 +52,7 @@ export class ReputationIndex {
   readonly #cacheMaxEntries: number;
   readonly #cacheMaxAgeMs: number;
   readonly #now: () => number;
+  readonly #clock: HybridLogicalClock;
   /** Insertion order is recency order: a hit moves the entry to the end. */
   readonly #cache = new Map<string, CacheEntry>();
   #policy!: PolicyDocument;
@@ -68,6 +71,7 @@ export class ReputationIndex {
     this.#cacheMaxEntries = options.cacheMaxEntries;
     this.#cacheMaxAgeMs = options.cacheMaxAgeMs;
     this.#now = options.now ?? Date.now;
+    this.#clock = options.clock;
   }
 
   /** Loads the policy in force, storing the embedded default on a new index. */
@@ -76,6 +80,7 @@ export class ReputationIndex {
 
     let stored = await options.store.getPolicy();
     if (!stored) {
+      // The default carries no clock timestamp, so any policy an administrator applied on the peer wins over it.
       stored = { version: parsePolicy(DEFAULT_POLICY_YAML, 'embedded default policy').version, yaml: DEFAULT_POLICY_YAML, appliedMs: Date.now() };
       await options.store.putPolicy(stored);
       options.log.info({ policyVersion: stored.version }, 'stored the embedded default policy');
@@ -122,13 +127,28 @@ export class ReputationIndex {
       );
     }
 
-    const stored: StoredPolicy = { version: policy.version, yaml: yamlText, appliedMs: this.#now() };
+    const stored: StoredPolicy = { version: policy.version, yaml: yamlText, appliedMs: this.#now(), hlc: this.#clock.tick() };
     await this.#store.putPolicy(stored);
     this.#policy = policy;
     this.#storedPolicy = stored;
     this.#cache.clear();
     this.#log.info({ policyVersion: policy.version, source: sourceName }, 'policy applied');
     return stored;
+  }
+
+  /** Reads the policy in force again, after replication replaced it. */
+  async reloadPolicy(): Promise<void> {
+    const stored = await this.#store.getPolicy();
+    if (!stored || stored.version === this.#storedPolicy.version && stored.appliedMs === this.#storedPolicy.appliedMs) {
+      return;
+    }
+    this.#policy = parsePolicy(stored.yaml, `replicated policy version ${stored.version}`);
+    this.#storedPolicy = stored;
+    this.#cache.clear();
+    if (stored.hlc) {
+      this.#clock.observe(stored.hlc);
+    }
+    this.#log.info({ policyVersion: stored.version, from: stored.hlc?.nodeId }, 'replicated policy in force');
   }
 
   /** Counts a prepared Observe batch; see `IndexStore.observe`. */

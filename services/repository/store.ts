@@ -7,14 +7,17 @@
  *     c NUL kind NUL key NUL bucket NUL nodeId    -> counter vector (COUNTER_FIELDS order), absolute values
  *     s NUL impId                                 -> replay window of that IMP's applied Observe sequences
  *     n NUL kind                                  -> number of objects of that kind
- *     l NUL logSequence                           -> replication log entry: the puts of one write
- *     m NUL logSequence                           -> last replication log sequence written
- *     p NUL current                               -> policy in force { version, yaml, appliedMs }
+ *     l NUL logSequence                           -> replication log entry { t: commit ms, puts: [[key, value]] }
+ *     m NUL logseq                                -> last replication log sequence written
+ *     r NUL peerNodeId                            -> last sequence of that peer's log applied here
+ *     a NUL timeMs NUL n                          -> audit entry: a replication conflict and its outcome
+ *     p NUL current                               -> policy in force { version, yaml, appliedMs, hlc }
  *     p NUL v NUL version                         -> every policy applied, by version
  *
  * `bucket` is the bucket's start in Unix seconds as 10 hex digits and `logSequence` 16 hex digits, so
  * that byte order is time order. Counter slots belong to one node each and only grow, so replicas can
- * merge them by maximum.
+ * merge them by maximum (see store-merge.ts for every rule). Object counts (`n`), the log, checkpoints
+ * and audit entries are local to the node.
  */
 
 import { ClassicLevel } from 'classic-level';
@@ -25,6 +28,8 @@ import { OBJECT_KINDS, type ObjectKindName } from '../../modules/protocol/consta
 import { COUNTER_FIELDS } from '../../modules/protocol/counters.js';
 import type { BucketCounters } from './reputation.js';
 import { ReplayWindow, type StoredReplayWindow } from './replay-window.js';
+import type { HlcTimestamp } from './hlc.js';
+import { isReplicatedKey, mergeValue, REPLICATED_PREFIXES } from './store-merge.js';
 
 const SEP = '\u0000';
 const END = '\uffff';
@@ -48,6 +53,15 @@ export interface StoredPolicy {
   version: number;
   yaml: string;
   appliedMs: number;
+  /** When and where the policy was applied; replicas keep the later one. Absent on policies stored before replication. */
+  hlc?: HlcTimestamp;
+}
+
+/** One replication log entry as stored and as sent to the peer. */
+export interface LogEntry {
+  sequence: number;
+  committedMs: number;
+  puts: [string, unknown][];
 }
 
 export interface IndexStoreOptions {
@@ -65,7 +79,15 @@ interface ObserveJob {
   reject: (error: unknown) => void;
 }
 
-type Json = number | string | number[] | ObjectRecord | StoredPolicy | StoredReplayWindow | { puts: [string, unknown][] };
+type Json =
+  | number
+  | string
+  | number[]
+  | ObjectRecord
+  | StoredPolicy
+  | StoredReplayWindow
+  | { t: number; puts: [string, unknown][] }
+  | Record<string, unknown>;
 
 /** Returns the cache and subscription key of an object. */
 export function objectId(kind: ObjectKindName, key: string): string {
@@ -86,6 +108,12 @@ export class IndexStore {
   #queue: ObserveJob[] = [];
   #writing: Promise<void> | undefined;
   #logSequence = 0;
+  /** Serialises every write that appends to the log, so log sequences follow commit order. */
+  #writeLock: Promise<unknown> = Promise.resolve();
+  #auditCounter = 0;
+
+  /** Called after each local log append with the new head sequence. */
+  onAppend: (sequence: number) => void = () => {};
 
   /** Called after each commit with the ids (see `objectId`) of every object whose counters changed. */
   onCommit: (touched: Set<string>) => void = () => {};
@@ -130,6 +158,18 @@ export class IndexStore {
       this.#objectCounts.set(kind, Number((await this.#db.get(`n${SEP}${kind}`)) ?? 0));
     }
     this.#logSequence = Number((await this.#db.get(`m${SEP}logseq`)) ?? 0);
+  }
+
+  /** Runs `action` after every earlier write has finished, and before any later one starts. */
+  #exclusive<T>(action: () => Promise<T>): Promise<T> {
+    const run = this.#writeLock.then(action, action);
+    this.#writeLock = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Last sequence written to this node's replication log. */
+  get logHead(): number {
+    return this.#logSequence;
   }
 
   /** Number of objects of each kind. */
@@ -177,7 +217,7 @@ export class IndexStore {
       const jobs = this.#queue;
       this.#queue = [];
       try {
-        await this.#commit(jobs);
+        await this.#exclusive(() => this.#commit(jobs));
       } catch (error) {
         this.#log.error({ err: error, jobs: jobs.length }, 'index write failed; batches not acknowledged');
         for (const job of jobs) {
@@ -282,18 +322,18 @@ export class IndexStore {
     }
 
     const operations: { type: 'put'; key: string; value: Json }[] = puts.map(([key, value]) => ({ type: 'put', key, value }));
+    const logged = puts.filter(([key]) => isReplicatedKey(key));
     const logSequence = this.#logSequence + 1;
-    if (puts.length > 0) {
-      // TODO: trim log entries that every peer has acknowledged; until pairing exists the log only grows.
-      operations.push({ type: 'put', key: `l${SEP}${hex(logSequence, 16)}`, value: { puts: puts.filter(([key]) => !key.startsWith(`n${SEP}`)) } });
-      operations.push({ type: 'put', key: `m${SEP}logseq`, value: logSequence });
+    if (logged.length > 0) {
+      operations.push(...this.#logOperations(logSequence, logged));
     }
 
     await this.#db.batch(operations, { sync: true });
 
     // Step 5: the batch is durable; publish the new state.
-    if (puts.length > 0) {
+    if (logged.length > 0) {
       this.#logSequence = logSequence;
+      this.onAppend(logSequence);
     }
     for (const [impId, window] of windows) {
       this.#windows.set(impId, window);
@@ -368,15 +408,171 @@ export class IndexStore {
     return (await this.#db.get(`p${SEP}current`)) as StoredPolicy | undefined;
   }
 
-  /** Stores `policy` as the one in force and in the history, in one synchronous batch. */
-  async putPolicy(policy: StoredPolicy): Promise<void> {
-    await this.#db.batch(
-      [
-        { type: 'put', key: `p${SEP}current`, value: policy },
-        { type: 'put', key: `p${SEP}v${SEP}${hex(policy.version, 8)}`, value: policy },
-      ],
-      { sync: true },
-    );
+  /** Stores `policy` as the one in force and in the history, with its log entry, in one synchronous batch. */
+  putPolicy(policy: StoredPolicy): Promise<void> {
+    return this.#exclusive(async () => {
+      const puts: [string, unknown][] = [
+        [`p${SEP}current`, policy],
+        [`p${SEP}v${SEP}${hex(policy.version, 8)}`, policy],
+      ];
+      const logSequence = this.#logSequence + 1;
+      await this.#db.batch(
+        [...puts.map(([key, value]) => ({ type: 'put' as const, key, value: value as Json })), ...this.#logOperations(logSequence, puts)],
+        { sync: true },
+      );
+      this.#logSequence = logSequence;
+      this.onAppend(logSequence);
+    });
+  }
+
+  #logOperations(sequence: number, puts: [string, unknown][]): { type: 'put'; key: string; value: Json }[] {
+    return [
+      { type: 'put', key: `l${SEP}${hex(sequence, 16)}`, value: { t: Date.now(), puts } },
+      { type: 'put', key: `m${SEP}logseq`, value: sequence },
+    ];
+  }
+
+  /** Returns up to `max` log entries after `afterSequence`, and the oldest sequence still kept (0 when empty). */
+  async readLog(afterSequence: number, max: number): Promise<{ entries: LogEntry[]; oldest: number }> {
+    const entries: LogEntry[] = [];
+    for await (const [key, value] of this.#db.iterator({ gt: `l${SEP}${hex(afterSequence, 16)}`, lt: `l${SEP}${END}`, limit: max })) {
+      const entry = value as { t: number; puts: [string, unknown][] };
+      entries.push({ sequence: parseInt(key.slice(2), 16), committedMs: entry.t, puts: entry.puts });
+    }
+    return { entries, oldest: await this.oldestLogSequence() };
+  }
+
+  async oldestLogSequence(): Promise<number> {
+    for await (const key of this.#db.keys({ gte: `l${SEP}`, lt: `l${SEP}${END}`, limit: 1 })) {
+      return parseInt(key.slice(2), 16);
+    }
+    return 0;
+  }
+
+  /** Deletes log entries up to and including `throughSequence`; returns how many. */
+  async trimLog(throughSequence: number): Promise<number> {
+    const keys: string[] = [];
+    for await (const key of this.#db.keys({ gte: `l${SEP}`, lte: `l${SEP}${hex(throughSequence, 16)}` })) {
+      keys.push(key);
+    }
+    if (keys.length > 0) {
+      await this.#db.batch(keys.map((key) => ({ type: 'del' as const, key })));
+    }
+    return keys.length;
+  }
+
+  /** Returns up to `max` replicated pairs after `afterKey` in key order, for a snapshot page. */
+  async snapshotPage(afterKey: string, max: number): Promise<{ pairs: [string, unknown][]; lastKey: string; done: boolean }> {
+    const pairs: [string, unknown][] = [];
+
+    // One range per replicated prefix, so the walk never steps through the log or other local keys.
+    for (const prefix of REPLICATED_PREFIXES) {
+      const start = `${prefix}${SEP}`;
+      const end = `${prefix}${SEP}${END}`;
+      if (afterKey >= end) {
+        continue;
+      }
+      const range = afterKey >= start ? { gt: afterKey, lt: end } : { gte: start, lt: end };
+      for await (const [key, value] of this.#db.iterator({ ...range, limit: max - pairs.length })) {
+        pairs.push([key, value]);
+      }
+      if (pairs.length >= max) {
+        return { pairs, lastKey: pairs[pairs.length - 1]![0], done: false };
+      }
+    }
+    return { pairs, lastKey: pairs.length > 0 ? pairs[pairs.length - 1]![0] : afterKey, done: true };
+  }
+
+  /** Last sequence of `peerNodeId`'s log applied here, 0 when none. */
+  async checkpoint(peerNodeId: string): Promise<number> {
+    return Number((await this.#db.get(`r${SEP}${peerNodeId}`)) ?? 0);
+  }
+
+  /**
+   * Merges a peer's puts into the index in one synchronous batch, together with the new checkpoint for
+   * that peer when `checkpoint` is given. Applying the same puts again changes nothing.
+   *
+   * @returns the ids of objects whose counters changed, and whether the policy in force changed
+   */
+  applyRemote(peerNodeId: string, puts: [string, unknown][], checkpoint?: number): Promise<{ touched: Set<string>; policyChanged: boolean }> {
+    return this.#exclusive(async () => {
+      const keys = [...new Set(puts.map(([key]) => key).filter(isReplicatedKey))];
+      const localValues = new Map<string, unknown>();
+      const current = await this.#db.getMany(keys);
+      keys.forEach((key, index) => localValues.set(key, current[index]));
+
+      const merged = new Map<string, unknown>();
+      const touched = new Set<string>();
+      const newObjects = new Map<ObjectKindName, number>();
+      const audits: Json[] = [];
+      let policyChanged = false;
+
+      for (const [key, remote] of puts) {
+        if (!isReplicatedKey(key)) {
+          continue;
+        }
+        const local = merged.has(key) ? merged.get(key) : localValues.get(key);
+        const result = mergeValue(key, local, remote);
+        if (result.conflict) {
+          audits.push({ kind: 'policy-conflict', key, kept: local as Json, discarded: remote as Json, peer: peerNodeId } as Json);
+        }
+        if (result.value === undefined) {
+          continue;
+        }
+        merged.set(key, result.value);
+
+        if (key[0] === 'o' && local === undefined) {
+          const kind = key.slice(2, key.indexOf(SEP, 2)) as ObjectKindName;
+          newObjects.set(kind, (newObjects.get(kind) ?? 0) + 1);
+        }
+        if (key[0] === 'c' || key[0] === 'o') {
+          const end = key[0] === 'c' ? key.lastIndexOf(SEP, key.lastIndexOf(SEP) - 1) : key.length;
+          touched.add(key.slice(2, end));
+        }
+        if (key === `p${SEP}current`) {
+          policyChanged = true;
+        }
+      }
+
+      const operations: { type: 'put'; key: string; value: Json }[] = [...merged].map(([key, value]) => ({ type: 'put', key, value: value as Json }));
+      const counts = new Map(this.#objectCounts);
+      for (const [kind, added] of newObjects) {
+        counts.set(kind, (counts.get(kind) ?? 0) + added);
+        operations.push({ type: 'put', key: `n${SEP}${kind}`, value: counts.get(kind)! });
+      }
+      for (const audit of audits) {
+        operations.push({ type: 'put', key: `a${SEP}${hex(Date.now(), 12)}${SEP}${hex(this.#auditCounter++, 8)}`, value: audit });
+        this.#log.warn({ audit }, 'replication conflict: the later local value was kept');
+      }
+      if (checkpoint !== undefined) {
+        operations.push({ type: 'put', key: `r${SEP}${peerNodeId}`, value: checkpoint });
+      }
+      if (operations.length > 0) {
+        await this.#db.batch(operations, { sync: true });
+      }
+
+      for (const [kind, count] of counts) {
+        this.#objectCounts.set(kind, count);
+      }
+      for (const [key, value] of merged) {
+        if (key[0] === 's') {
+          this.#windows.set(key.slice(2), new ReplayWindow(value as StoredReplayWindow));
+        }
+      }
+      if (touched.size > 0) {
+        this.onCommit(touched);
+      }
+      return { touched, policyChanged };
+    });
+  }
+
+  /** Audit entries, oldest first. */
+  async auditEntries(): Promise<unknown[]> {
+    const entries: unknown[] = [];
+    for await (const value of this.#db.values({ gte: `a${SEP}`, lt: `a${SEP}${END}` })) {
+      entries.push(value);
+    }
+    return entries;
   }
 
   /** Waits for queued writes, then closes LevelDB. */
@@ -384,6 +580,7 @@ export class IndexStore {
     while (this.#writing) {
       await this.#writing;
     }
+    await this.#writeLock;
     await this.#db.close();
   }
 

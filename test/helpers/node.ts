@@ -26,6 +26,7 @@ export interface TestNode {
   configPath: string;
   socketPath: string;
   port: number;
+  replicationPort: number;
   process: ChildProcess;
   /** Every stdout and stderr line so far. */
   output: string[];
@@ -58,6 +59,9 @@ export async function startNode(options: StartOptions = {}): Promise<TestNode> {
         'imp:',
         '  host: 127.0.0.1',
         `  port: ${options.port ?? 0}`,
+        'replication:',
+        '  host: 127.0.0.1',
+        '  port: 0',
         'log:',
         '  level: info',
         options.extraConfig ?? '',
@@ -83,12 +87,16 @@ async function launch(dir: string, configPath: string): Promise<TestNode> {
     }),
   );
 
-  const ready = new Promise<{ port: number; socketPath: string }>((resolveReady, rejectReady) => {
+  const ready = new Promise<{ port: number; socketPath: string; replicationPort: number }>((resolveReady, rejectReady) => {
     const onLine = (line: string) => {
       output.push(line);
       if (line.includes('"repository ready"')) {
-        const entry = JSON.parse(line) as { imp: string; control: string };
-        resolveReady({ port: Number(entry.imp.split(':').pop()), socketPath: entry.control });
+        const entry = JSON.parse(line) as { imp: string; control: string; replication: string };
+        resolveReady({
+          port: Number(entry.imp.split(':').pop()),
+          socketPath: entry.control,
+          replicationPort: Number(entry.replication.split(':').pop()),
+        });
       }
     };
     let buffered = { stdout: '', stderr: '' };
@@ -103,12 +111,13 @@ async function launch(dir: string, configPath: string): Promise<TestNode> {
     setTimeout(() => rejectReady(new Error(`repository not ready after 20 s:\n${output.join('\n')}`)), 20_000).unref();
   });
 
-  const { port, socketPath } = await ready;
+  const { port, socketPath, replicationPort } = await ready;
   return {
     dir,
     configPath,
     socketPath,
     port,
+    replicationPort,
     process: child,
     output,
     async stop() {
