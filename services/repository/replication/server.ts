@@ -152,8 +152,9 @@ export class ReplicationServer {
       const max = Math.min(Math.max(1, pull.maxEntries ?? 100), MAX_PULL_ENTRIES);
       this.peerAcknowledged = Math.max(this.peerAcknowledged, after);
 
-      let { entries, oldest } = await this.#store.readLog(after, max);
-      if (oldest > after + 1) {
+      const first = await this.#store.readLog(after, max);
+      let entries = first.entries;
+      if (first.oldest > after + 1) {
         return { pull: { nodeId: this.#nodeIdOfSelf(), entries: [], headSequence: this.#store.logHead, truncated: true } };
       }
       const waitMs = Math.min(pull.waitMs ?? 0, MAX_WAIT_MS);
@@ -165,7 +166,7 @@ export class ReplicationServer {
             resolveWait();
           });
         });
-        ({ entries } = await this.#store.readLog(after, max));
+        entries = (await this.#store.readLog(after, max)).entries;
       }
       return {
         pull: {
