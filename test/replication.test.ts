@@ -117,9 +117,17 @@ test.serial('observation on one node appears on the other', async (t) => {
     const replicated = await eventually(async () => (await lookupMessages(clientB, ['198.18.1.1'])).get('198.18.1.1')!.messages === 7);
     t.true(replicated);
 
-    const status = JSON.parse((await cdrctl(nodes.b, ['status', '--json'])).stdout) as { objects: Record<string, number> };
+    const status = JSON.parse((await cdrctl(nodes.b, ['status', '--json'])).stdout) as {
+      role: string;
+      objects: Record<string, number>;
+      replication: { state: string; peer: { nodeId: string } | null; entriesApplied: number };
+    };
+    t.is(status.role, 'paired');
     t.is(status.objects['ip'], 1);
     t.is(status.objects['network'], 1);
+    t.is(status.replication.state, 'tailing');
+    t.regex(status.replication.peer?.nodeId ?? '', /^node-[0-9a-f]{8}$/);
+    t.true(status.replication.entriesApplied >= 1);
 
     const pairStatus = (await control(nodes.b, (client) => client.call({ pairStatus: {} }))).pairStatus!;
     t.is(pairStatus.replicationState, 'tailing');

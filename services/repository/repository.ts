@@ -222,12 +222,10 @@ export class Repository {
       lastContactMs: replication?.lastContactMs ?? 0,
       lagMs: replication?.lagMs ?? 0,
       backlog: replication?.backlog ?? 0,
+      lagP50Ms: replication?.lagP50Ms ?? 0,
+      lagP99Ms: replication?.lagP99Ms ?? 0,
+      entriesApplied: replication?.entriesApplied ?? 0,
     };
-  }
-
-  /** Replication lag samples in ms, for benchmarks. */
-  replicationLagSamples(): readonly number[] {
-    return this.#replicator?.lagSamples() ?? [];
   }
 
   /** Stores `record` as the peer, replacing any previous one. @throws CdrError `ERR_PEER_INVALID` */
@@ -267,7 +265,7 @@ export class Repository {
     return {
       nodeId: this.#nodeId,
       softwareVersion: SOFTWARE_VERSION,
-      role: 'standalone',
+      role: this.#peer ? 'paired' : 'standalone',
       state: this.lifecycle.state,
       startedMs: this.#startedMs,
       uptimeSeconds: this.#startedMs ? Math.floor((Date.now() - this.#startedMs) / 1000) : 0,

@@ -19,9 +19,10 @@ export const statusCommand: Command = {
 
 async function status(context: CommandContext, client: ControlClient, json: boolean): Promise<number> {
   const { status } = await client.call({ status: {} });
-  const value = statusToJson(status!);
+  const { pairStatus } = await client.call({ pairStatus: {} });
+  const replication = replicationToJson(pairStatus!);
   if (json) {
-    context.stdout(`${JSON.stringify(value, null, 2)}\n`);
+    context.stdout(`${JSON.stringify({ ...(statusToJson(status!) as object), replication }, null, 2)}\n`);
     return EXIT_SUCCESS;
   }
 
@@ -34,6 +35,10 @@ async function status(context: CommandContext, client: ControlClient, json: bool
     `objects: ip ${objects.ip}, network ${objects.network}, domain ${objects.domain}, user ${objects.user}; index ${s.indexBytes} bytes`,
     `traffic: ${traffic.observeBatches} Observe batches (${traffic.observations} observations, ${traffic.duplicateBatches} duplicates), ` +
       `${traffic.lookups} lookups (${traffic.lookupKeys} keys), ${traffic.errors} errors; cache ${traffic.cacheHits} hits, ${traffic.cacheMisses} misses`,
+    replication.peer
+      ? `peer ${replication.peer.nodeId} at ${replication.peer.host}:${replication.peer.replicationPort}, replication ${replication.state}, ` +
+        `lag ${replication.lagMs} ms (p50 ${replication.lagP50Ms}, p99 ${replication.lagP99Ms}), backlog ${replication.backlog}`
+      : 'peer: none (not paired)',
     `clients: ${(s.clients ?? []).length}`,
     ...(s.clients ?? []).map(
       (c) =>
@@ -83,3 +88,26 @@ export function statusToJson(status: impcdr.v1.IStatus): unknown {
   };
 }
 
+
+/** Converts the pairing and replication state to plain JSON; `peer` is null when the node is not paired. */
+export function replicationToJson(pair: impcdr.v1.IPairStatus) {
+  const peer = pair.peer
+    ? {
+        nodeId: pair.peer.nodeId ?? '',
+        host: pair.peer.host ?? '',
+        replicationPort: pair.peer.replicationPort ?? 0,
+        sshHostKeyFingerprint: pair.peer.sshHostKeyFingerprint ?? '',
+        pairedAt: pair.peer.pairedMs ? new Date(Number(pair.peer.pairedMs)).toISOString() : null,
+      }
+    : null;
+  return {
+    state: pair.replicationState ?? 'unpaired',
+    peer,
+    lastContact: pair.lastContactMs ? new Date(Number(pair.lastContactMs)).toISOString() : null,
+    lagMs: Number(pair.lagMs ?? 0),
+    lagP50Ms: Number(pair.lagP50Ms ?? 0),
+    lagP99Ms: Number(pair.lagP99Ms ?? 0),
+    backlog: Number(pair.backlog ?? 0),
+    entriesApplied: Number(pair.entriesApplied ?? 0),
+  };
+}

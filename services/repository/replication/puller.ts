@@ -52,8 +52,9 @@ export class ReplicationPuller {
   lagMs = 0;
   /** Entries of the peer's log not applied here yet, as of the last answer. */
   backlog = 0;
-  /** Lag of every entry applied, for benchmarks; bounded to the newest 100,000. */
+  /** Lag of the newest entries applied, in ms; at most 10,000 are kept. */
   readonly lagSamples: number[] = [];
+  entriesApplied = 0;
 
   constructor(store: IndexStore, identity: ReplicationIdentityFiles, peer: PeerRecord, nodeId: string, log: Logger, callbacks: PullerCallbacks) {
     this.#store = store;
@@ -246,9 +247,10 @@ export class ReplicationPuller {
 
   #recordLag(lagMs: number): void {
     this.lagMs = Math.max(0, lagMs);
+    this.entriesApplied += 1;
     this.lagSamples.push(this.lagMs);
-    if (this.lagSamples.length > 100_000) {
-      this.lagSamples.splice(0, this.lagSamples.length - 100_000);
+    if (this.lagSamples.length > 20_000) {
+      this.lagSamples.splice(0, this.lagSamples.length - 10_000);
     }
   }
 }

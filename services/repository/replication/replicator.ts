@@ -32,6 +32,10 @@ export interface ReplicationStatus {
   backlog: number;
   /** Entries of this node's log the peer has not applied yet. */
   outgoingBacklog: number;
+  /** Median and 99th percentile lag over the last 10,000 entries applied, in ms. */
+  lagP50Ms: number;
+  lagP99Ms: number;
+  entriesApplied: number;
 }
 
 export class Replicator {
@@ -82,13 +86,11 @@ export class Replicator {
       lagMs: puller?.lagMs ?? 0,
       backlog: puller?.backlog ?? 0,
       outgoingBacklog: this.#peer ? Math.max(0, this.#options.store.logHead - this.#server.peerAcknowledged) : 0,
+      ...lagPercentiles(puller?.lagSamples ?? []),
+      entriesApplied: puller?.entriesApplied ?? 0,
     };
   }
 
-  /** Lag samples of applied entries, in ms, for benchmarks. */
-  lagSamples(): readonly number[] {
-    return this.#puller?.lagSamples ?? [];
-  }
 
   /**
    * Deletes log entries the peer has applied, and beyond `logRetentionEntries` entries also those it has
@@ -115,4 +117,13 @@ export class Replicator {
     await this.#puller?.stop();
     await this.#server.close();
   }
+}
+
+function lagPercentiles(samples: readonly number[]): { lagP50Ms: number; lagP99Ms: number } {
+  const recent = samples.slice(-10_000).sort((a, b) => a - b);
+  if (recent.length === 0) {
+    return { lagP50Ms: 0, lagP99Ms: 0 };
+  }
+  const at = (fraction: number) => recent[Math.min(recent.length - 1, Math.floor(fraction * recent.length))]!;
+  return { lagP50Ms: at(0.5), lagP99Ms: at(0.99) };
 }
