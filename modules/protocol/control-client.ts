@@ -12,6 +12,9 @@ import type { impcdr } from './generated/messages.js';
 /** Largest control response accepted, in bytes. */
 const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 
+/** Time a control request may take before it fails, in milliseconds. */
+export const CONTROL_TIMEOUT_MS = 30_000;
+
 export class ControlClient {
   readonly #socket: Socket;
   readonly #decoder = new FrameDecoder(MAX_RESPONSE_BYTES);
@@ -21,19 +24,20 @@ export class ControlClient {
   private constructor(socket: Socket) {
     this.#socket = socket;
     socket.on('data', (chunk: Buffer) => {
-      for (const frame of this.#decoder.push(chunk)) {
-        const response = proto.ControlResponse.decode(frame);
-        const pending = this.#pending.get(Number(response.requestId));
-        this.#pending.delete(Number(response.requestId));
-        pending?.resolve(response);
+      try {
+        for (const frame of this.#decoder.push(chunk)) {
+          const response = proto.ControlResponse.decode(frame);
+          const pending = this.#pending.get(Number(response.requestId));
+          this.#pending.delete(Number(response.requestId));
+          pending?.resolve(response);
+        }
+      } catch (error) {
+        this.#failAll(new CdrError('ERR_CONTROL_REQUEST', `malformed response from the repository: ${(error as Error).message}`, { cause: error }));
+        socket.destroy();
       }
     });
-    socket.on('close', () => {
-      for (const pending of this.#pending.values()) {
-        pending.reject(new CdrError('ERR_CONTROL_UNAVAILABLE', 'the repository closed the control connection'));
-      }
-      this.#pending.clear();
-    });
+    socket.on('error', (error) => this.#failAll(new CdrError('ERR_CONTROL_UNAVAILABLE', `control connection failed: ${error.message}`, { cause: error })));
+    socket.on('close', () => this.#failAll(new CdrError('ERR_CONTROL_UNAVAILABLE', 'the repository closed the control connection')));
   }
 
   /**
@@ -57,15 +61,37 @@ export class ControlClient {
     });
   }
 
+  #failAll(error: CdrError): void {
+    for (const pending of this.#pending.values()) {
+      pending.reject(error);
+    }
+    this.#pending.clear();
+  }
+
   /**
    * Sends one request and returns its response body.
    *
-   * @throws CdrError with the repository's code when the response is an error
+   * @param timeoutMs - time to wait for the response @defaultValue CONTROL_TIMEOUT_MS
+   * @throws CdrError with the repository's code when the response is an error, `ERR_CONTROL_UNAVAILABLE`
+   *   when the connection closes or the response does not come in time
    */
-  async call(body: Omit<impcdr.v1.IControlRequest, 'requestId'>): Promise<impcdr.v1.ControlResponse> {
+  async call(body: Omit<impcdr.v1.IControlRequest, 'requestId'>, timeoutMs = CONTROL_TIMEOUT_MS): Promise<impcdr.v1.ControlResponse> {
     const requestId = this.#nextRequestId++;
     const response = await new Promise<impcdr.v1.ControlResponse>((resolveCall, rejectCall) => {
-      this.#pending.set(requestId, { resolve: resolveCall, reject: rejectCall });
+      const timer = setTimeout(() => {
+        this.#pending.delete(requestId);
+        rejectCall(new CdrError('ERR_CONTROL_UNAVAILABLE', `the repository did not answer within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.#pending.set(requestId, {
+        resolve: (value) => {
+          clearTimeout(timer);
+          resolveCall(value);
+        },
+        reject: (error) => {
+          clearTimeout(timer);
+          rejectCall(error);
+        },
+      });
       this.#socket.write(encodeFrame(proto.ControlRequest.encode({ requestId, ...body }).finish()));
     });
     if (response.error) {

@@ -92,11 +92,18 @@ function mergeSections(
   defaults: CdrConfig,
   partial: Partial<Record<keyof CdrConfig, Record<string, unknown>>>,
 ): CdrConfig {
-  const merged = structuredClone(defaults) as unknown as Record<string, Record<string, unknown>>;
-  for (const [sectionName, values] of Object.entries(partial)) {
-    merged[sectionName] = { ...merged[sectionName], ...values };
+  return mergeDeep(structuredClone(defaults) as unknown as Record<string, unknown>, partial) as unknown as CdrConfig;
+}
+
+/** Merges plain objects key by key at every depth; arrays and scalars from `override` replace the default. */
+function mergeDeep(base: Record<string, unknown>, override: Record<string, unknown>): Record<string, unknown> {
+  for (const [key, value] of Object.entries(override)) {
+    const current = base[key];
+    const bothObjects =
+      value !== null && typeof value === 'object' && !Array.isArray(value) && current !== null && typeof current === 'object' && !Array.isArray(current);
+    base[key] = bothObjects ? mergeDeep(current as Record<string, unknown>, value as Record<string, unknown>) : value;
   }
-  return merged as unknown as CdrConfig;
+  return base;
 }
 
 function deepFreeze<T>(value: T): Readonly<T> {

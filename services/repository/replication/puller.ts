@@ -135,12 +135,27 @@ export class ReplicationPuller {
           socket.destroy();
         }
       });
-      socket.on('close', () => this.#failPending(new CdrError('ERR_REPLICATION_LINK', 'replication connection closed')));
-      socket.on('error', (error) => {
+      // A connection closed before the TLS handshake completes may end without an 'error' event, so
+      // 'close' and a timer reject the attempt too; a settled promise ignores later calls.
+      const timer = setTimeout(() => {
+        rejectConnect(new CdrError('ERR_REPLICATION_LINK', `TLS handshake with the peer did not finish within ${REQUEST_TIMEOUT_MS} ms`));
+        socket.destroy();
+      }, REQUEST_TIMEOUT_MS);
+      socket.on('close', () => {
+        clearTimeout(timer);
+        const error = new CdrError('ERR_REPLICATION_LINK', 'replication connection closed');
         this.#failPending(error);
         rejectConnect(error);
       });
-      socket.once('secureConnect', () => resolveConnect());
+      socket.on('error', (error) => {
+        clearTimeout(timer);
+        this.#failPending(error);
+        rejectConnect(error);
+      });
+      socket.once('secureConnect', () => {
+        clearTimeout(timer);
+        resolveConnect();
+      });
     });
   }
 
