@@ -1,0 +1,197 @@
+/**
+ * The AgentX subagent (RFC 2741 over TCP): opens a session with the master agent (snmpd), registers
+ * every IMP-CDR-MIB provider, and reconnects with exponential backoff whenever the connection closes.
+ * Notifications go to the master agent as Notify PDUs; snmpd forwards them to its own trap sinks.
+ */
+
+import snmp from 'net-snmp';
+
+import './agentx-octet-string.js';
+
+import type { SnmpConfig } from '../common/config-schema.js';
+import { CdrError } from '../common/errors.js';
+import type { Logger } from '../common/logger.js';
+import type { ImpCdrMibModel, MibLike } from './mib-model.js';
+import type { PendingNotification } from './notifications.js';
+import type { RepositorySnapshot } from './snapshot.js';
+
+/** Connection state of the subagent. */
+export type SubagentState = 'connecting' | 'registered' | 'waiting' | 'closed';
+
+/** Delay before reconnection attempt `attempt` (from 0): min·2^attempt, capped at max, in milliseconds. */
+export function reconnectDelayMs(attempt: number, minMs: number, maxMs: number): number {
+  return Math.min(maxMs, minMs * 2 ** Math.min(attempt, 30));
+}
+
+export class AgentxSubagent {
+  readonly #settings: SnmpConfig['agentx'];
+  readonly #model: ImpCdrMibModel;
+  readonly #log: Logger;
+  #state: SubagentState = 'waiting';
+  // net-snmp's Subagent class has no TypeScript declarations beyond `any`.
+  #subagent: any;
+  #attempt = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #snapshot: RepositorySnapshot;
+  #onRegistered: (() => void)[] = [];
+
+  constructor(settings: SnmpConfig['agentx'], model: ImpCdrMibModel, snapshot: RepositorySnapshot, log: Logger) {
+    this.#settings = settings;
+    this.#model = model;
+    this.#snapshot = snapshot;
+    this.#log = log.child({ component: 'agentx', master: `${settings.host}:${settings.port}` });
+  }
+
+  get state(): SubagentState {
+    return this.#state;
+  }
+
+  /** Starts connecting; failures are retried with backoff, so this never throws. */
+  start(): void {
+    this.#connect();
+  }
+
+  /** Resolves once the subagent is registered with the master agent (now, if it already is). */
+  registered(): Promise<void> {
+    if (this.#state === 'registered') {
+      return Promise.resolve();
+    }
+    return new Promise((resolveRegistered) => this.#onRegistered.push(resolveRegistered));
+  }
+
+  /** Writes `snapshot` into the MIB that answers the master agent. */
+  update(snapshot: RepositorySnapshot): void {
+    this.#snapshot = snapshot;
+    if (this.#state === 'registered') {
+      this.#model.write(this.#subagent.getMib() as MibLike, snapshot, 'agentx');
+    }
+  }
+
+  /**
+   * Sends `notification` as a Notify PDU.
+   *
+   * @throws CdrError `ERR_SNMP_MASTER_UNAVAILABLE` when no session is open, `ERR_SNMP_NOTIFY_FAILED` when the master rejects it
+   */
+  async notify(notification: PendingNotification, snapshot: RepositorySnapshot, previousVersion: string): Promise<void> {
+    if (this.#state !== 'registered') {
+      throw new CdrError('ERR_SNMP_MASTER_UNAVAILABLE', `no AgentX session with ${this.#settings.host}:${this.#settings.port}; ${notification.name} not sent`);
+    }
+    const varbinds = notification.objects.map((name) => this.#model.varbind(name, snapshot, 'agentx'));
+    if (notification.name === 'impCdrFirmwareApplied' || notification.name === 'impCdrFirmwareRolledBack') {
+      varbinds.push({ oid: `${this.#model.oids.object('firmware', 1)}.0`, type: snmp.ObjectType.OctetString, value: previousVersion });
+    }
+    await new Promise<void>((resolveSent, rejectSent) => {
+      this.#subagent.notify(this.#model.oids.notification(notification.name), varbinds, (error: Error | null, response?: { error?: number }) => {
+        if (error || response?.error) {
+          rejectSent(
+            new CdrError('ERR_SNMP_NOTIFY_FAILED', `master agent rejected ${notification.name}: ${error?.message ?? `AgentX error ${response?.error}`}`, {
+              cause: error ?? undefined,
+            }),
+          );
+          return;
+        }
+        resolveSent();
+      });
+    });
+  }
+
+  async close(): Promise<void> {
+    const subagent = this.#subagent;
+    const wasRegistered = this.#state === 'registered';
+    this.#state = 'closed';
+    clearTimeout(this.#timer);
+    if (!subagent) {
+      return;
+    }
+    if (wasRegistered) {
+      await new Promise<void>((resolveClosed) => {
+        const timer = setTimeout(resolveClosed, 1000);
+        subagent.close(() => {
+          clearTimeout(timer);
+          resolveClosed();
+        });
+      });
+    }
+    subagent.socket?.destroy();
+    this.#subagent = undefined;
+  }
+
+  #connect(): void {
+    if (this.#state === 'closed') {
+      return;
+    }
+    this.#state = 'connecting';
+    const subagent = snmp.createSubagent({
+      master: this.#settings.host,
+      masterPort: this.#settings.port,
+      description: 'IMP-CDR subagent (imp-cdr-snmp)',
+    });
+    this.#subagent = subagent;
+    let failed = false;
+    const fail = (reason: string, error?: Error) => {
+      if (failed || this.#subagent !== subagent) {
+        return;
+      }
+      failed = true;
+      subagent.socket?.destroy();
+      this.#scheduleReconnect(reason, error);
+    };
+
+    subagent.on('error', (error: Error) => fail('connection error', error));
+    subagent.on('close', () => fail('connection closed'));
+    subagent.socket.once('connect', () => {
+      subagent.open((error: Error | null, response?: { error?: number }) => {
+        if (error || response?.error) {
+          fail('Open rejected', error ?? new Error(`AgentX error ${response?.error}`));
+          return;
+        }
+        this.#register(subagent).then(
+          () => {
+            if (this.#subagent !== subagent || this.#state === 'closed') {
+              return;
+            }
+            this.#state = 'registered';
+            this.#attempt = 0;
+            this.#model.write(subagent.getMib() as MibLike, this.#snapshot, 'agentx');
+            this.#log.info({ sessionId: subagent.sessionID }, 'AgentX session open, IMP-CDR-MIB registered');
+            for (const resolveRegistered of this.#onRegistered.splice(0)) {
+              resolveRegistered();
+            }
+          },
+          (registerError: Error) => fail('registration failed', registerError),
+        );
+      });
+    });
+  }
+
+  /** Registers every provider; the master answers each Register PDU separately. */
+  async #register(subagent: any): Promise<void> {
+    for (const provider of this.#model.providers()) {
+      await new Promise<void>((resolveRegistered, rejectRegistered) => {
+        subagent.registerProvider(provider, (error: Error | null, response?: { error?: number }) => {
+          if (error || response?.error) {
+            const name = (provider as { name: string }).name;
+            rejectRegistered(
+              new CdrError('ERR_SNMP_REGISTER_FAILED', `master agent rejected the registration of ${name}: ${error?.message ?? `AgentX error ${response?.error}`}`, {
+                cause: error ?? undefined,
+              }),
+            );
+            return;
+          }
+          resolveRegistered();
+        });
+      });
+    }
+  }
+
+  #scheduleReconnect(reason: string, error?: Error): void {
+    if (this.#state === 'closed') {
+      return;
+    }
+    const delayMs = reconnectDelayMs(this.#attempt, this.#settings.reconnectMinMs, this.#settings.reconnectMaxMs);
+    this.#attempt += 1;
+    this.#state = 'waiting';
+    this.#log.warn({ reason, err: error, attempt: this.#attempt, delayMs, code: 'ERR_SNMP_MASTER_UNAVAILABLE' }, 'AgentX master not available; reconnecting');
+    this.#timer = setTimeout(() => this.#connect(), delayMs);
+  }
+}
