@@ -11,6 +11,7 @@ import snmp from 'net-snmp';
 import type { SnmpConfig, SnmpUserConfig } from '../common/config-schema.js';
 import { CdrError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
+import { keepEndOfMibView } from './end-of-mib-view.js';
 import type { ImpCdrMibModel, MibLike } from './mib-model.js';
 import type { RepositorySnapshot } from './snapshot.js';
 import type { PendingNotification } from './notifications.js';
@@ -94,6 +95,8 @@ export class StandaloneAgent {
       },
     );
 
+    keepEndOfMibView(this.#agent);
+
     const authorizer = this.#agent.getAuthorizer();
     const accessControl = authorizer.getAccessControlModel();
     for (const user of users) {
@@ -127,9 +130,9 @@ export class StandaloneAgent {
     this.#sessions = this.#settings.standalone.trapTargets.map((target) => {
       if (target.user) {
         const user = users.find((candidate) => candidate.name === target.user)!;
-        return snmp.createV3Session(target.host, usmUser(user), { port: target.port, engineID: this.#engineId, version: snmp.Version3 });
+        return snmp.createV3Session(target.host, usmUser(user), { trapPort: target.port, engineID: this.#engineId, version: snmp.Version3 });
       }
-      return snmp.createSession(target.host, target.community, { port: target.port, version: snmp.Version2c });
+      return snmp.createSession(target.host, target.community, { trapPort: target.port, version: snmp.Version2c });
     });
     for (const session of this.#sessions) {
       session.on('error', (error: Error) => this.#log.warn({ err: error }, 'trap session error'));
