@@ -23,6 +23,24 @@ export function reconnectDelayMs(attempt: number, minMs: number, maxMs: number):
   return Math.min(maxMs, minMs * 2 ** Math.min(attempt, 30));
 }
 
+/**
+ * Makes `subagent` answer noSuchInstance, not noSuchObject, for a missing instance of an object it
+ * serves (for example impCdrNodeId.1), as RFC 3416 section 4.2.1 requires. net-snmp 3.29.2's
+ * subagent returns noSuchObject for every OID that is not in its tree; its standalone agent already
+ * makes the distinction.
+ */
+function answerNoSuchInstance(subagent: any): void {
+  const sendResponse = subagent.sendResponse.bind(subagent);
+  subagent.sendResponse = (responsePdu: { varbinds?: { oid: string; type: number }[] }, varbinds?: { oid: string; type: number }[]) => {
+    for (const varbind of varbinds ?? responsePdu.varbinds ?? []) {
+      if (varbind.type === snmp.ObjectType.NoSuchObject && subagent.getMib().getAncestorProviderFromOid(varbind.oid)) {
+        varbind.type = snmp.ObjectType.NoSuchInstance;
+      }
+    }
+    sendResponse(responsePdu, varbinds);
+  };
+}
+
 export class AgentxSubagent {
   readonly #settings: SnmpConfig['agentx'];
   readonly #model: ImpCdrMibModel;
@@ -126,6 +144,7 @@ export class AgentxSubagent {
       masterPort: this.#settings.port,
       description: 'IMP-CDR subagent (imp-cdr-snmp)',
     });
+    answerNoSuchInstance(subagent);
     this.#subagent = subagent;
     let failed = false;
     const fail = (reason: string, error?: Error) => {
