@@ -260,7 +260,7 @@ test.serial('repository down reports unreachable', async (t) => {
   t.is(await getValue('IMP-CDR-MIB::impCdrNodeId.0'), nodeId);
 });
 
-/** Returns fixed counters; stands in for the repository because its counters cannot reach 2^64 in a test. */
+/** Status source with fixed counters, used in place of the repository because its counters cannot reach 2^64 in a test. */
 function fixedSource(observations: bigint, lookups: bigint): StatusSource {
   return {
     read: async () => ({

@@ -121,7 +121,7 @@ export interface SnmpTrapTargetConfig {
 
 /** Settings of imp-cdr-snmp, the AgentX subagent and standalone SNMP agent. */
 export interface SnmpConfig {
-  /** `agentx` registers with a master agent (snmpd); `standalone` answers SNMP itself. @defaultValue 'agentx' */
+  /** `agentx` registers with a master agent (snmpd), and `standalone` serves SNMP itself. @defaultValue 'agentx' */
   mode: 'agentx' | 'standalone';
   /**
    * Private enterprise number under which IMP-CDR-MIB sits. 32473 is the number IANA reserves for
@@ -142,7 +142,7 @@ export interface SnmpConfig {
     port: number;
     /** First delay before reconnecting to the master agent, in milliseconds; doubles up to `reconnectMaxMs`. @defaultValue 1000 */
     reconnectMinMs: number;
-    /** Longest delay between two reconnection attempts, in milliseconds. @defaultValue 60000 */
+    /** Maximum delay between two reconnection attempts, in milliseconds. @defaultValue 60000 */
     reconnectMaxMs: number;
   };
   standalone: {
@@ -152,7 +152,7 @@ export interface SnmpConfig {
     port: number;
     /** SNMP engine id as hex (RFC 3411 SnmpEngineID, 5 to 32 octets); empty means generated at each start. @defaultValue '' */
     engineId: string;
-    /** SNMPv3 users. With none, the agent answers no SNMPv3 request. @defaultValue [] */
+    /** SNMPv3 users. With none, the agent rejects every SNMPv3 request. @defaultValue [] */
     users: SnmpUserConfig[];
     /** v2c communities with read-only access. Empty disables v2c; there is no default community. @defaultValue [] */
     communities: string[];

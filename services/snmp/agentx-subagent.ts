@@ -64,7 +64,7 @@ export class AgentxSubagent {
     return this.#state;
   }
 
-  /** Starts connecting; failures are retried with backoff, so this never throws. */
+  /** Starts connecting. Failures are logged and retried with backoff instead of thrown. */
   start(): void {
     this.#connect();
   }
@@ -77,7 +77,7 @@ export class AgentxSubagent {
     return new Promise((resolveRegistered) => this.#onRegistered.push(resolveRegistered));
   }
 
-  /** Writes `snapshot` into the MIB that answers the master agent. */
+  /** Writes `snapshot` into the MIB that serves the master agent's requests. */
   update(snapshot: RepositorySnapshot): void {
     this.#snapshot = snapshot;
     if (this.#state === 'registered') {
@@ -139,6 +139,9 @@ export class AgentxSubagent {
       return;
     }
     this.#state = 'connecting';
+    // NOTE: net-snmp 3.29.2 decodes each TCP data event as exactly one AgentX PDU. Registration
+    // waits for each Response, and snmpd sends one request at a time per session, but two PDUs
+    // coalesced in one segment would lose the second.
     const subagent = snmp.createSubagent({
       master: this.#settings.host,
       masterPort: this.#settings.port,
@@ -183,7 +186,7 @@ export class AgentxSubagent {
     });
   }
 
-  /** Registers every provider; the master answers each Register PDU separately. */
+  /** Registers every provider, one Register PDU at a time, because the master sends one Response per PDU. */
   async #register(subagent: any): Promise<void> {
     for (const provider of this.#model.providers()) {
       await new Promise<void>((resolveRegistered, rejectRegistered) => {

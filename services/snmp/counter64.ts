@@ -1,7 +1,7 @@
 /**
  * Counter64 values (RFC 2578 section 7.1.10: 0 to 2^64-1) for the two transports. BER (SNMP over UDP)
- * encodes an integer in two's complement, so a value with the top bit set needs a leading zero octet
- * to stay unsigned (X.690 section 8.3); AgentX (RFC 2741 section 5.4) carries it as a plain 64-bit word.
+ * encodes an integer in two's complement (X.690 section 8.3). A value with the top bit set therefore
+ * needs a leading zero octet to stay unsigned. AgentX (RFC 2741 section 5.4) carries a plain 64-bit word.
  */
 
 export const COUNTER64_MAX = 2n ** 64n - 1n;
@@ -9,7 +9,10 @@ export const COUNTER64_MAX = 2n ** 64n - 1n;
 /** Clamps `value` into the Counter64 range; negative and non-finite numbers become 0. */
 export function toCounter64(value: number | bigint | null | undefined): bigint {
   if (typeof value === 'bigint') {
-    return value < 0n ? 0n : value > COUNTER64_MAX ? COUNTER64_MAX : value;
+    if (value < 0n) {
+      return 0n;
+    }
+    return value > COUNTER64_MAX ? COUNTER64_MAX : value;
   }
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
     return 0n;

@@ -1,7 +1,7 @@
 /**
- * Fix for net-snmp 3.29.2's agent: a GetNext or GetBulk whose start OID lies after the last object and
- * is not itself in the agent's tree (for example 1.3.6.1.4.1.32474) is answered with noSuchObject,
- * because the request handler looks the start OID up again after addGetNextVarbind marked it
+ * Fix for net-snmp 3.29.2's agent. A GetNext or GetBulk whose start OID lies after the last object and
+ * is not itself in the agent's tree (for example 1.3.6.1.4.1.32474) gets noSuchObject in the response.
+ * The cause is that the request handler looks the start OID up again after addGetNextVarbind marked it
  * endOfMibView. RFC 3416 section 4.2.2 requires endOfMibView there.
  */
 
@@ -18,8 +18,8 @@ interface AgentInternals {
 
 /**
  * Wraps `agent`'s request processing so that varbinds that addGetNextVarbind marked endOfMibView keep
- * that type in the response. It relies on net-snmp answering a request synchronously, which holds
- * while no provider has an asynchronous handler (none of IMP-CDR-MIB's has one).
+ * that type in the response. It relies on net-snmp processing a request synchronously, which is the
+ * case while no provider has an asynchronous handler (none of IMP-CDR-MIB's has one).
  */
 export function keepEndOfMibView(agent: unknown): void {
   const internals = agent as AgentInternals;

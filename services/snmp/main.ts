@@ -4,8 +4,8 @@
  *     node dist/services/snmp/main.js [--config PATH] [--dev]
  *
  * `snmp.mode` in the configuration selects the AgentX subagent (default, under snmpd) or the
- * standalone SNMPv3 agent. The process reads the repository through its control socket and keeps
- * answering, with impCdrNodeState unreachable, while the repository is down.
+ * standalone SNMPv3 agent. The process reads the repository through its control socket. While the
+ * repository is down it keeps serving requests, with impCdrNodeState unreachable.
  */
 
 import { parseArgs } from 'node:util';

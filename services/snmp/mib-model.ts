@@ -11,7 +11,7 @@ import { DATE_AND_TIME_NEVER, encodeDateAndTime } from './date-and-time.js';
 import { ImpCdrOids, SYSTEM_OIDS } from './oids.js';
 import type { RepositorySnapshot } from './snapshot.js';
 
-/** How a Counter64 value is handed to net-snmp: `ber` for the UDP agent, `agentx` for the subagent. */
+/** Transport whose Counter64 representation net-snmp needs: `ber` for the UDP agent, `agentx` for the subagent. */
 export type Transport = 'ber' | 'agentx';
 
 /** Thresholds that the MIB shows beside the values they apply to. */

@@ -14,7 +14,7 @@ import { NotificationDetector, type PendingNotification } from './notifications.
 import { ControlSocketSource, EMPTY_SNAPSHOT, pollSnapshot, type RepositorySnapshot, type StatusSource } from './snapshot.js';
 import { StandaloneAgent } from './standalone-agent.js';
 
-/** Longest time one poll may wait for the repository, in milliseconds; a slower poll counts as unreachable. */
+/** Maximum time one poll waits for the repository, in milliseconds. A slower poll counts as unreachable. */
 const MAX_POLL_WAIT_MS = 5000;
 
 export interface SnmpServiceOptions {
@@ -62,7 +62,7 @@ export class SnmpService {
    */
   async start(): Promise<void> {
     this.lifecycle.moveTo('opening');
-    // The first poll runs before the agent exists, so the MIB starts with live values; the
+    // The first poll runs before the agent exists, so the MIB starts with live values. The
     // notifications it calls for (disk space already low, for example) go out once the agent runs.
     const startup = await this.#pollOnce();
 

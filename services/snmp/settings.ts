@@ -13,14 +13,14 @@ export const MIN_PASSPHRASE_LENGTH = 8;
 /**
  * Merges `partial` over the defaults and checks it.
  *
- * @throws CdrError `ERR_SNMP_CONFIG_INVALID` naming the key, for an authPriv user without a privacy
- *   passphrase, a trap target with an unknown user or with neither user nor community, a standalone
- *   agent with neither users nor communities, an SNMPv3 trap target without a fixed engine id, or
- *   reconnectMinMs above reconnectMaxMs
+ * @throws CdrError `ERR_SNMP_CONFIG_INVALID` with the key in `details.key`. The cases are an authPriv
+ *   user without a privacy passphrase, a user listed twice, and a trap target with an unknown user or
+ *   with neither user nor community. Also a standalone agent with neither users nor communities, an
+ *   SNMPv3 trap target without a fixed engine id, and reconnectMinMs above reconnectMaxMs.
  */
 export function resolveSnmpSettings(partial: Partial<SnmpConfig> | undefined): SnmpConfig {
   const defaults = DEFAULT_CONFIG.snmp;
-  const given = (partial ?? {}) as Partial<Omit<SnmpConfig, 'agentx' | 'standalone'>> & {
+  const configured = (partial ?? {}) as Partial<Omit<SnmpConfig, 'agentx' | 'standalone'>> & {
     agentx?: Partial<SnmpConfig['agentx']>;
     standalone?: Partial<Omit<SnmpConfig['standalone'], 'users' | 'trapTargets'>> & {
       users?: Partial<SnmpUserConfig>[];
@@ -28,7 +28,7 @@ export function resolveSnmpSettings(partial: Partial<SnmpConfig> | undefined): S
     };
   };
 
-  const users = (given.standalone?.users ?? []).map(
+  const users = (configured.standalone?.users ?? []).map(
     (user): SnmpUserConfig => ({
       name: user.name ?? '',
       level: user.level ?? 'authPriv',
@@ -38,15 +38,15 @@ export function resolveSnmpSettings(partial: Partial<SnmpConfig> | undefined): S
       privPassphrase: user.privPassphrase ?? '',
     }),
   );
-  const trapTargets = (given.standalone?.trapTargets ?? []).map(
+  const trapTargets = (configured.standalone?.trapTargets ?? []).map(
     (target): SnmpTrapTargetConfig => ({ host: target.host ?? '', port: target.port ?? 162, user: target.user ?? '', community: target.community ?? '' }),
   );
 
   const settings: SnmpConfig = {
     ...defaults,
-    ...given,
-    agentx: { ...defaults.agentx, ...given.agentx },
-    standalone: { ...defaults.standalone, ...given.standalone, users, trapTargets },
+    ...configured,
+    agentx: { ...defaults.agentx, ...configured.agentx },
+    standalone: { ...defaults.standalone, ...configured.standalone, users, trapTargets },
   };
   checkSettings(settings);
   return settings;

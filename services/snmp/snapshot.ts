@@ -1,7 +1,7 @@
 /**
- * Reads the repository's status through its control socket, one poll at a time, and keeps what the
- * MIB shows: the last good status and pair status, whether the last poll reached the repository, the
- * free disk space and the traffic rates between the last two good polls.
+ * Polls the repository's status through its control socket and keeps what the MIB shows. A snapshot
+ * contains the last good status and pair status, whether the last poll reached the repository, the
+ * free disk space, and the traffic rates between the last two good polls.
  */
 
 import { statfs } from 'node:fs/promises';
@@ -10,7 +10,7 @@ import { ControlClient } from '../../modules/protocol/control-client.js';
 import type { impcdr } from '../../modules/protocol/generated/messages.js';
 import { CdrError } from '../common/errors.js';
 
-/** What one poll produced. Values from the last good poll stay when the repository is unreachable. */
+/** Result of one poll. Values from the last good poll stay when the repository is unreachable. */
 export interface RepositorySnapshot {
   /** Whether this poll read the status; false means the repository is down or its socket refused. */
   reachable: boolean;
@@ -54,7 +54,7 @@ export class ControlSocketSource implements StatusSource {
     this.#timeoutMs = timeoutMs;
   }
 
-  /** @throws CdrError `ERR_CONTROL_UNAVAILABLE` when the socket refuses or the repository does not answer in time */
+  /** @throws CdrError `ERR_CONTROL_UNAVAILABLE` when the socket rejects the connection or the response times out */
   async read(): Promise<{ status: impcdr.v1.IStatus; pair: impcdr.v1.IPairStatus }> {
     const client = await ControlClient.connect(this.#socketPath);
     let timer: NodeJS.Timeout | undefined;
@@ -62,7 +62,7 @@ export class ControlSocketSource implements StatusSource {
       timer = setTimeout(
         () =>
           rejectTimeout(
-            new CdrError('ERR_CONTROL_UNAVAILABLE', `the repository did not answer on ${this.#socketPath} within ${this.#timeoutMs} ms`),
+            new CdrError('ERR_CONTROL_UNAVAILABLE', `the repository did not respond on ${this.#socketPath} within ${this.#timeoutMs} ms; check that it runs and is not overloaded`),
           ),
         this.#timeoutMs,
       );

@@ -1,6 +1,6 @@
 /**
- * The standalone SNMP agent: answers SNMPv3 (USM) and, only when communities are configured, v2c on
- * UDP, for hosts where no snmpd master agent runs. Notifications go to the configured trap targets
+ * The standalone SNMP agent for hosts where no snmpd master agent runs. It serves SNMPv3 (USM) on UDP,
+ * and v2c only when communities are configured. Notifications go to the configured trap targets
  * as SNMPv2 traps.
  */
 
@@ -26,6 +26,26 @@ const AUTH_PROTOCOLS: Record<SnmpUserConfig['authProtocol'], number> = {
 
 /** Logs at most one line per this many rejected requests of one kind, after the first. */
 const REJECTION_LOG_EVERY = 100;
+
+/** Closed set of rejection kinds, from net-snmp's error messages (3.29.2). */
+function rejectionKind(message: string): 'wrong digest' | 'unknown user' | 'unknown community' | 'security level' | 'decryption' | 'other' {
+  if (/digest/i.test(message)) {
+    return 'wrong digest';
+  }
+  if (/user/i.test(message)) {
+    return 'unknown user';
+  }
+  if (/community/i.test(message)) {
+    return 'unknown community';
+  }
+  if (/level|authentication|privacy/i.test(message)) {
+    return 'security level';
+  }
+  if (/decrypt/i.test(message)) {
+    return 'decryption';
+  }
+  return 'other';
+}
 
 function usmUser(user: SnmpUserConfig) {
   const base = {
@@ -197,12 +217,17 @@ export class StandaloneAgent {
     }
   }
 
-  /** Logs requests the agent rejected (unknown user, wrong digest, wrong level): the first, then one per REJECTION_LOG_EVERY. */
+  /**
+   * Logs requests the agent rejected, by kind: the first of each kind, then one per
+   * REJECTION_LOG_EVERY. The kind, not net-snmp's message, is logged, because the message of a wrong
+   * digest carries both digests and differs every time.
+   */
   #logRejection(error: Error & { rinfo?: { address: string; port: number } }): void {
-    const count = (this.#rejections.get(error.message) ?? 0) + 1;
-    this.#rejections.set(error.message, count);
+    const kind = rejectionKind(error.message);
+    const count = (this.#rejections.get(kind) ?? 0) + 1;
+    this.#rejections.set(kind, count);
     if (count === 1 || count % REJECTION_LOG_EVERY === 0) {
-      this.#log.warn({ reason: error.message, from: error.rinfo ? `${error.rinfo.address}:${error.rinfo.port}` : undefined, count }, 'SNMP request rejected');
+      this.#log.warn({ kind, from: error.rinfo ? `${error.rinfo.address}:${error.rinfo.port}` : undefined, count }, 'SNMP request rejected');
     }
   }
 }

@@ -1,7 +1,7 @@
 /**
- * Net-SNMP peers for the SNMP tests and benchmark: snmpd (master agent with an AgentX TCP socket) and
- * snmptrapd, each on 127.0.0.1 with free ports, a temporary configuration and persistent folder; the
- * imp-cdr-snmp process; and the Net-SNMP command-line tools with IMP-CDR-MIB loaded.
+ * Net-SNMP peers for the SNMP tests and benchmark. snmpd (master agent with an AgentX TCP socket) and
+ * snmptrapd each run on 127.0.0.1 with free ports, a temporary configuration and a persistent folder.
+ * Also the imp-cdr-snmp process, and the Net-SNMP command-line tools with IMP-CDR-MIB loaded.
  */
 
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
@@ -52,7 +52,7 @@ export async function netSnmp(tool: string, args: string[]): Promise<{ code: num
   }
 }
 
-/** A free UDP port on 127.0.0.1 (free when checked; another process may take it before use). */
+/** Finds a free UDP port on 127.0.0.1. Another process may take it between the check and its use. */
 export async function freeUdpPort(): Promise<number> {
   const socket = createSocket('udp4');
   await new Promise<void>((resolveBound) => socket.bind(0, '127.0.0.1', () => resolveBound()));
@@ -61,7 +61,7 @@ export async function freeUdpPort(): Promise<number> {
   return port;
 }
 
-/** A free TCP port on 127.0.0.1. */
+/** Finds a free TCP port on 127.0.0.1. */
 export async function freeTcpPort(): Promise<number> {
   const server = createServer();
   await new Promise<void>((resolveListening) => server.listen(0, '127.0.0.1', () => resolveListening()));
@@ -186,7 +186,7 @@ export async function startSnmpd(options: { udpPort?: number; agentxPort?: numbe
       '',
     ].join('\n'),
   );
-  // -C: only this configuration; -Lo: log to stdout; -I: no disk-scanning modules that slow the start.
+  // -C reads only this configuration, -Lo logs to stdout, and MIBS='' loads no MIB files.
   const peer = startPeer('snmpd', ['-f', '-Lo', '-C', '-c', configPath, '-p', join(dir, 'snmpd.pid')], dir, {
     ...netSnmpEnv(join(dir, 'persist')),
     MIBS: '',
