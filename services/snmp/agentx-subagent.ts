@@ -11,7 +11,8 @@ import './agentx-octet-string.js';
 import type { SnmpConfig } from '../common/config-schema.js';
 import { CdrError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
-import type { ImpCdrMibModel, MibLike } from './mib-model.js';
+import type { ImpCdrMibModel } from './mib-model.js';
+import type { AgentxVarbind, NetSnmpSubagent } from './net-snmp-types.js';
 import type { PendingNotification } from './notifications.js';
 import type { RepositorySnapshot } from './snapshot.js';
 
@@ -29,9 +30,9 @@ export function reconnectDelayMs(attempt: number, minMs: number, maxMs: number):
  * subagent returns noSuchObject for every OID that is not in its tree; its standalone agent already
  * makes the distinction.
  */
-function answerNoSuchInstance(subagent: any): void {
+function answerNoSuchInstance(subagent: NetSnmpSubagent): void {
   const sendResponse = subagent.sendResponse.bind(subagent);
-  subagent.sendResponse = (responsePdu: { varbinds?: { oid: string; type: number }[] }, varbinds?: { oid: string; type: number }[]) => {
+  subagent.sendResponse = (responsePdu: { varbinds?: AgentxVarbind[] }, varbinds?: AgentxVarbind[]) => {
     for (const varbind of varbinds ?? responsePdu.varbinds ?? []) {
       if (varbind.type === snmp.ObjectType.NoSuchObject && subagent.getMib().getAncestorProviderFromOid(varbind.oid)) {
         varbind.type = snmp.ObjectType.NoSuchInstance;
@@ -46,8 +47,7 @@ export class AgentxSubagent {
   readonly #model: ImpCdrMibModel;
   readonly #log: Logger;
   #state: SubagentState = 'waiting';
-  // net-snmp's Subagent class has no TypeScript declarations beyond `any`.
-  #subagent: any;
+  #subagent: NetSnmpSubagent | undefined;
   #attempt = 0;
   #timer: NodeJS.Timeout | undefined;
   #snapshot: RepositorySnapshot;
@@ -81,7 +81,7 @@ export class AgentxSubagent {
   update(snapshot: RepositorySnapshot): void {
     this.#snapshot = snapshot;
     if (this.#state === 'registered') {
-      this.#model.write(this.#subagent.getMib() as MibLike, snapshot, 'agentx');
+      this.#model.write(this.#subagent!.getMib(), snapshot, 'agentx');
     }
   }
 
@@ -99,7 +99,7 @@ export class AgentxSubagent {
       varbinds.push({ oid: `${this.#model.oids.object('firmware', 1)}.0`, type: snmp.ObjectType.OctetString, value: previousVersion });
     }
     await new Promise<void>((resolveSent, rejectSent) => {
-      this.#subagent.notify(this.#model.oids.notification(notification.name), varbinds, (error: Error | null, response?: { error?: number }) => {
+      this.#subagent!.notify(this.#model.oids.notification(notification.name), varbinds, (error, response) => {
         if (error || response?.error) {
           rejectSent(
             new CdrError('ERR_SNMP_NOTIFY_FAILED', `master agent rejected ${notification.name}: ${error?.message ?? `AgentX error ${response?.error}`}`, {
@@ -142,7 +142,7 @@ export class AgentxSubagent {
     // NOTE: net-snmp 3.29.2 decodes each TCP data event as exactly one AgentX PDU. Registration
     // waits for each Response, and snmpd sends one request at a time per session, but two PDUs
     // coalesced in one segment would lose the second.
-    const subagent = snmp.createSubagent({
+    const subagent: NetSnmpSubagent = snmp.createSubagent({
       master: this.#settings.host,
       masterPort: this.#settings.port,
       description: 'IMP-CDR subagent (imp-cdr-snmp)',
@@ -161,8 +161,8 @@ export class AgentxSubagent {
 
     subagent.on('error', (error: Error) => fail('connection error', error));
     subagent.on('close', () => fail('connection closed'));
-    subagent.socket.once('connect', () => {
-      subagent.open((error: Error | null, response?: { error?: number }) => {
+    subagent.socket!.once('connect', () => {
+      subagent.open((error, response) => {
         if (error || response?.error) {
           fail('Open rejected', error ?? new Error(`AgentX error ${response?.error}`));
           return;
@@ -174,7 +174,7 @@ export class AgentxSubagent {
             }
             this.#state = 'registered';
             this.#attempt = 0;
-            this.#model.write(subagent.getMib() as MibLike, this.#snapshot, 'agentx');
+            this.#model.write(subagent.getMib(), this.#snapshot, 'agentx');
             this.#log.info({ sessionId: subagent.sessionID }, 'AgentX session open, IMP-CDR-MIB registered');
             for (const resolveRegistered of this.#onRegistered.splice(0)) {
               resolveRegistered();
@@ -187,10 +187,10 @@ export class AgentxSubagent {
   }
 
   /** Registers every provider, one Register PDU at a time, because the master sends one Response per PDU. */
-  async #register(subagent: any): Promise<void> {
+  async #register(subagent: NetSnmpSubagent): Promise<void> {
     for (const provider of this.#model.providers()) {
       await new Promise<void>((resolveRegistered, rejectRegistered) => {
-        subagent.registerProvider(provider, (error: Error | null, response?: { error?: number }) => {
+        subagent.registerProvider(provider, (error, response) => {
           if (error || response?.error) {
             const name = (provider as { name: string }).name;
             rejectRegistered(

@@ -6,13 +6,14 @@
 
 import { randomBytes } from 'node:crypto';
 
-import snmp from 'net-snmp';
+import snmp, { type Session } from 'net-snmp';
 
 import type { SnmpConfig, SnmpUserConfig } from '../common/config-schema.js';
 import { CdrError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { keepEndOfMibView } from './end-of-mib-view.js';
 import type { ImpCdrMibModel, MibLike } from './mib-model.js';
+import type { NetSnmpAgent } from './net-snmp-types.js';
 import type { RepositorySnapshot } from './snapshot.js';
 import type { PendingNotification } from './notifications.js';
 
@@ -70,9 +71,8 @@ export class StandaloneAgent {
   readonly #startedMs = Date.now();
   readonly #engineId: string;
   readonly #rejections = new Map<string, number>();
-  // net-snmp's Agent and Session classes have no TypeScript declarations beyond `any`.
-  #agent: any;
-  #sessions: any[] = [];
+  #agent: NetSnmpAgent | undefined;
+  #sessions: Session[] = [];
 
   constructor(settings: SnmpConfig, model: ImpCdrMibModel, log: Logger) {
     this.#settings = settings;
@@ -95,7 +95,7 @@ export class StandaloneAgent {
     const { host, port, users, communities } = this.#settings.standalone;
     let bindError: ((error: Error) => void) | undefined;
 
-    this.#agent = snmp.createAgent(
+    const agent: NetSnmpAgent = snmp.createAgent(
       {
         port,
         address: host,
@@ -115,9 +115,10 @@ export class StandaloneAgent {
       },
     );
 
-    keepEndOfMibView(this.#agent);
+    keepEndOfMibView(agent);
 
-    const authorizer = this.#agent.getAuthorizer();
+    this.#agent = agent;
+    const authorizer = agent.getAuthorizer();
     const accessControl = authorizer.getAccessControlModel();
     for (const user of users) {
       authorizer.addUser(usmUser(user));
@@ -128,13 +129,13 @@ export class StandaloneAgent {
       accessControl.setCommunityAccess(community, snmp.AccessLevel.ReadOnly);
     }
 
-    const mib: MibLike = this.#agent.getMib();
+    const mib: MibLike = agent.getMib();
     for (const provider of [...this.#model.systemProviders(), ...this.#model.providers()]) {
       mib.registerProvider(provider);
     }
     this.update(snapshot);
 
-    const sockets = Object.values(this.#agent.listener.sockets) as import('node:dgram').Socket[];
+    const sockets = Object.values(agent.listener.sockets);
     await new Promise<void>((resolveBound, rejectBound) => {
       bindError = (error) =>
         rejectBound(
@@ -166,7 +167,10 @@ export class StandaloneAgent {
 
   /** Writes `snapshot` into the agent's MIB. */
   update(snapshot: RepositorySnapshot): void {
-    const mib: MibLike = this.#agent.getMib();
+    if (!this.#agent) {
+      return;
+    }
+    const mib = this.#agent.getMib();
     this.#model.write(mib, snapshot, 'ber');
     this.#model.writeSystem(mib, { descr: `IMP-CDR ${snapshot.status?.softwareVersion ?? ''}`.trim(), startedMs: this.#startedMs }, snapshot);
   }
@@ -202,11 +206,12 @@ export class StandaloneAgent {
       session.close();
     }
     this.#sessions = [];
-    if (this.#agent) {
-      const sockets = Object.keys(this.#agent.listener.sockets).length;
+    const agent = this.#agent;
+    if (agent) {
+      const sockets = Object.keys(agent.listener.sockets).length;
       await new Promise<void>((resolveClosed) => {
         let closed = 0;
-        this.#agent.close(() => {
+        agent.close(() => {
           closed += 1;
           if (closed === sockets) {
             resolveClosed();
