@@ -21,6 +21,7 @@ import {
   netSnmp,
   NOC_USER,
   removePeer,
+  SNMP_MAIN,
   startSnmpAgent,
   startSnmptrapd,
   TEST_ENGINE_ID,
@@ -307,4 +308,31 @@ test.serial('counter64 near maximum stays unsigned', async (t) => {
   } finally {
     await service.stop();
   }
+});
+
+test.serial('port in use fails start', async (t) => {
+  const { createSocket } = await import('node:dgram');
+  const holder = createSocket('udp4');
+  await new Promise<void>((resolveBound) => holder.bind(0, '127.0.0.1', () => resolveBound()));
+  const port = holder.address().port;
+  try {
+    const text = ['paths:', '  state: .', '  run: run', snmpConfig(port, trapd.port)].join('\n');
+    const config = parseConfig(text, join(node.dir, 'busy.yaml'));
+    const service = new SnmpService(config, resolveSnmpSettings(config.snmp), createLogger('snmp-test', 'silent'), { source: fixedSource(0n, 0n) });
+    const error = await t.throwsAsync(service.start());
+    t.is((error as unknown as { code: string }).code, 'ERR_SNMP_AGENT_BIND');
+    t.regex(error!.message, new RegExp(`127\\.0\\.0\\.1:${port} \\(EADDRINUSE\\)`));
+    await service.stop();
+  } finally {
+    holder.close();
+  }
+});
+
+test.serial('agent without users exits 78', async (t) => {
+  const { spawnSync } = await import('node:child_process');
+  const path = join(node.dir, 'no-users.yaml');
+  writeFileSync(path, 'paths:\n  state: .\n  run: run\nsnmp:\n  mode: standalone\n');
+  const result = spawnSync(process.execPath, [SNMP_MAIN, '--config', path], { encoding: 'utf8', timeout: 20_000 });
+  t.is(result.status, 78);
+  t.regex(result.stderr, /snmp\.standalone\.users: the standalone agent has no SNMPv3 user and no v2c community/);
 });
