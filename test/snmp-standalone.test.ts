@@ -336,3 +336,51 @@ test.serial('agent without users exits 78', async (t) => {
   t.is(result.status, 78);
   t.regex(result.stderr, /snmp\.standalone\.users: the standalone agent has no SNMPv3 user and no v2c community/);
 });
+
+/**
+ * Status source that plays the given replication states in order, then repeats the last one. It
+ * replaces the repository because replication does not run yet: pair_status reports a paired node
+ * as disconnected and never changes by itself, so stopping a peer changes nothing that can be read.
+ */
+function replicationSource(states: string[]): StatusSource {
+  let position = 0;
+  return {
+    read: async () => {
+      const replicationState = states[Math.min(position, states.length - 1)]!;
+      position += 1;
+      return {
+        status: { nodeId: 'node-a', softwareVersion: '0.1.0', role: 'standalone', state: 'open', objects: {}, traffic: {}, clients: [] },
+        pair: {
+          replicationState,
+          lastContactMs: Date.UTC(2026, 11, 4, 20, 0, 0),
+          backlog: 42,
+          peer: { nodeId: 'node-b', host: '127.0.0.1', replicationPort: 7301 },
+        },
+      };
+    },
+  };
+}
+
+test.serial('peer lost and regained traps', async (t) => {
+  const port = await freeUdpPort();
+  const text = ['paths:', '  state: .', '  run: run', snmpConfig(port, trapd.port)].join('\n');
+  const config = parseConfig(text, join(node.dir, 'peer.yaml'));
+  const service = new SnmpService(config, resolveSnmpSettings(config.snmp), createLogger('snmp-test', 'silent'), {
+    source: replicationSource(['tailing', 'tailing', 'disconnected', 'connecting', 'syncing']),
+  });
+  await service.start();
+  try {
+    const lost = await trapd.waitFor('impCdrPeerLost');
+    t.regex(lost, /impCdrPeerNodeId\.0 = STRING: node-b/);
+    t.regex(lost, /impCdrPeerAddress\.0 = STRING: 127\.0\.0\.1:7301/);
+    t.regex(lost, /impCdrPeerState\.0 = INTEGER: disconnected\(6\)/);
+    t.regex(lost, /impCdrPeerLastContact\.0 = STRING: 2026-12-4,20:0:0\.0,\+0:0/);
+
+    const regained = await trapd.waitFor('impCdrPeerRegained');
+    t.regex(regained, /impCdrPeerState\.0 = INTEGER: syncing\(4\)/);
+    t.regex(regained, /impCdrPeerBacklog\.0 = Gauge32: 42/);
+    t.is(trapd.output.filter((line) => line.includes('impCdrPeerLost')).length, 1);
+  } finally {
+    await service.stop();
+  }
+});
