@@ -59,9 +59,17 @@ function usmUser(user: SnmpUserConfig) {
     : { ...base, level: snmp.SecurityLevel.authNoPriv };
 }
 
-/** Engine id of the agent: the configured one, or 0x80 00 1F 88 04 plus 12 random octets (RFC 3411, format 4). */
+/**
+ * Returns the configured engine id, or generates one as RFC 3411 (SnmpEngineID) describes: the
+ * enterprise number with the top bit set, format 5 (octets chosen by the enterprise), then 12 random
+ * octets.
+ */
 function engineIdOf(settings: SnmpConfig): string {
-  return settings.standalone.engineId || `80001f8804${randomBytes(12).toString('hex')}`;
+  if (settings.standalone.engineId) {
+    return settings.standalone.engineId;
+  }
+  const enterprise = ((0x8000_0000 | settings.enterpriseNumber) >>> 0).toString(16).padStart(8, '0');
+  return `${enterprise}05${randomBytes(12).toString('hex')}`;
 }
 
 export class StandaloneAgent {
