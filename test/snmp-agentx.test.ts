@@ -7,6 +7,10 @@
 import test from 'ava';
 
 import type { ImpProtocolClient } from '../modules/protocol/client.js';
+import { parseConfig } from '../services/common/config.js';
+import { createLogger } from '../services/common/logger.js';
+import { SnmpService } from '../services/snmp/service.js';
+import { resolveSnmpSettings } from '../services/snmp/settings.js';
 import { cdrctl, connectReady, enroll, removeNode, startNode, type TestNode } from './helpers/node.js';
 import { netSnmp, removePeer, startSnmpAgent, startSnmpd, startSnmptrapd, v3Args, type Peer, type Snmpd, type Snmptrapd } from './helpers/snmp.js';
 
@@ -144,4 +148,32 @@ test.serial('node down seen through snmpd', async (t) => {
   t.regex(trap, /impCdrNodeState\.0 = INTEGER: unreachable\(1\)/);
   t.is(await getValue('IMP-CDR-MIB::impCdrNodeState.0'), 'unreachable');
   t.is(await getValue('IMP-CDR-MIB::impCdrNodeRole.0'), 'unknown');
+});
+
+test.serial('counter64 maximum through snmpd', async (t) => {
+  // A second snmpd, because the first one already has IMP-CDR-MIB registered by the subagent under test.
+  const master = await startSnmpd();
+  const text = ['paths:', '  state: .', '  run: run', 'snmp:', '  pollIntervalMs: 200', '  agentx:', `    port: ${master.agentxPort}`].join('\n');
+  const config = parseConfig(text, `${master.dir}/cdr.yaml`);
+  // Status source with fixed counters, used in place of the repository because its counters cannot reach 2^64 in a test.
+  const service = new SnmpService(config, resolveSnmpSettings(config.snmp), createLogger('snmp-test', 'silent'), {
+    source: {
+      read: async () => ({
+        status: { nodeId: 'node-counter64', state: 'open', traffic: { observations: (2n ** 64n - 1n) as unknown as number, lookups: (2n ** 63n) as unknown as number } },
+        pair: { replicationState: 'unpaired' },
+      }),
+    },
+  });
+  await service.start();
+  try {
+    await service.ready();
+    const at = `udp:127.0.0.1:${master.udpPort}`;
+    const result = await netSnmp('snmpget', [...v3Args(), '-Oqv', at, 'IMP-CDR-MIB::impCdrTrafficObservations.0', 'IMP-CDR-MIB::impCdrTrafficLookups.0', 'IMP-CDR-MIB::impCdrTrafficErrors.0']);
+    t.is(result.code, 0, result.stderr);
+    t.deepEqual(result.stdout.trim().split('\n'), ['18446744073709551615', '9223372036854775808', '0']);
+  } finally {
+    await service.stop();
+    await master.stop();
+    removePeer(master);
+  }
 });
