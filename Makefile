@@ -7,7 +7,7 @@ GENERATED := $(PROTO_DIR)/generated
 PROTO_FILES := $(PROTO_DIR)/imp.proto $(PROTO_DIR)/control.proto $(PROTO_DIR)/replication.proto
 TS_SOURCES := $(shell find services modules test bench -name '*.ts' -not -path '*/generated/*' 2>/dev/null)
 
-.PHONY: all build run test lint bench package clean proto
+.PHONY: all build run test lint bench package clean proto bench-snmp mib-lint
 
 all: build
 
@@ -46,6 +46,14 @@ lint: build
 
 bench: build
 	$(NODE) dist/bench/run.js
+
+# varbinds/s of snmpbulkwalk over IMP-CDR-MIB against snmpd's own MIB-II (needs snmpd and snmp).
+bench-snmp: build
+	$(NODE) dist/bench/snmp-walk.js
+
+# IMP-CDR-MIB must pass smilint at level 6 without a message; SMIPATH supplies the SMIv2 base modules.
+mib-lint: node_modules/.package-lock.json
+	SMIPATH=node_modules/net-snmp/lib/mibs smilint -l 6 -s packaging/mib/IMP-CDR-MIB.txt
 
 package: build
 	@echo "TODO: the Debian package is not built yet" >&2

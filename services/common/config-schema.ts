@@ -90,6 +90,77 @@ export interface CdrConfig {
     /** Time each shutdown step may take before the next one is forced, in milliseconds. @defaultValue 10000 */
     timeoutMs: number;
   };
+  snmp: SnmpConfig;
+}
+
+/** SNMPv3 user of the standalone agent (USM, RFC 3414). */
+export interface SnmpUserConfig {
+  /** USM user name. */
+  name: string;
+  /** Security level the user must use; requests at a lower level are rejected. @defaultValue 'authPriv' */
+  level: 'authNoPriv' | 'authPriv';
+  /** Authentication protocol (RFC 7860 for the SHA-2 family). @defaultValue 'sha256' */
+  authProtocol: 'sha1' | 'sha224' | 'sha256' | 'sha384' | 'sha512';
+  /** Authentication passphrase, at least 8 characters (RFC 3414 section 11.2). */
+  authPassphrase: string;
+  /** Privacy protocol: AES-128 in CFB mode (RFC 3826). @defaultValue 'aes128' */
+  privProtocol: 'aes128';
+  /** Privacy passphrase, at least 8 characters; required when `level` is authPriv. @defaultValue '' */
+  privPassphrase: string;
+}
+
+/** Receiver of the standalone agent's notifications (SNMPv2 traps). */
+export interface SnmpTrapTargetConfig {
+  /** Address of the receiver. */
+  host: string;
+  /** UDP port of the receiver. @defaultValue 162 */
+  port: number;
+  /** USM user from `snmp.standalone.users` that sends the trap; empty means `community` with v2c. @defaultValue '' */
+  user: string;
+  /** v2c community, used only when `user` is empty. @defaultValue '' */
+  community: string;
+}
+
+/** Settings of imp-cdr-snmp, the AgentX subagent and standalone SNMP agent. */
+export interface SnmpConfig {
+  /** `agentx` registers with a master agent (snmpd), and `standalone` serves SNMP itself. @defaultValue 'agentx' */
+  mode: 'agentx' | 'standalone';
+  /**
+   * Private enterprise number under which IMP-CDR-MIB sits. 32473 is the number IANA reserves for
+   * documentation (RFC 5612); packaging/mib/IMP-CDR-MIB.txt must name the same number.
+   * @defaultValue 32473
+   */
+  enterpriseNumber: number;
+  /** Interval between two reads of the repository status over the control socket, in milliseconds. @defaultValue 5000 */
+  pollIntervalMs: number;
+  /** Replication lag above which impCdrReplicationLagHigh is sent, in milliseconds. @defaultValue 60000 */
+  replicationLagThresholdMs: number;
+  /** Free space on the state folder's file system below which impCdrDiskSpaceLow is sent, in KiB. @defaultValue 1048576 */
+  diskFreeThresholdKiB: number;
+  agentx: {
+    /** Address of the master agent's AgentX TCP socket. @defaultValue '127.0.0.1' */
+    host: string;
+    /** TCP port of the master agent's AgentX socket. @defaultValue 705 */
+    port: number;
+    /** First delay before reconnecting to the master agent, in milliseconds; doubles up to `reconnectMaxMs`. @defaultValue 1000 */
+    reconnectMinMs: number;
+    /** Maximum delay between two reconnection attempts, in milliseconds. @defaultValue 60000 */
+    reconnectMaxMs: number;
+  };
+  standalone: {
+    /** Address the standalone agent binds to. @defaultValue '127.0.0.1' */
+    host: string;
+    /** UDP port of the standalone agent. @defaultValue 1161 */
+    port: number;
+    /** SNMP engine id as hex (RFC 3411 SnmpEngineID, 5 to 32 octets); empty means generated at each start. @defaultValue '' */
+    engineId: string;
+    /** SNMPv3 users. With none, the agent rejects every SNMPv3 request. @defaultValue [] */
+    users: SnmpUserConfig[];
+    /** v2c communities with read-only access. Empty disables v2c; there is no default community. @defaultValue [] */
+    communities: string[];
+    /** Receivers of notifications. @defaultValue [] */
+    trapTargets: SnmpTrapTargetConfig[];
+  };
 }
 
 export const DEFAULT_CONFIG: CdrConfig = {
@@ -117,6 +188,15 @@ export const DEFAULT_CONFIG: CdrConfig = {
   control: { socket: 'control.sock' },
   log: { level: 'info' },
   shutdown: { timeoutMs: 10_000 },
+  snmp: {
+    mode: 'agentx',
+    enterpriseNumber: 32473,
+    pollIntervalMs: 5000,
+    replicationLagThresholdMs: 60_000,
+    diskFreeThresholdKiB: 1024 * 1024,
+    agentx: { host: '127.0.0.1', port: 705, reconnectMinMs: 1000, reconnectMaxMs: 60_000 },
+    standalone: { host: '127.0.0.1', port: 1161, engineId: '', users: [], communities: [], trapTargets: [] },
+  },
 };
 
 /** Paths that `make run` uses: everything under the folder of the configuration file. */
@@ -181,5 +261,54 @@ export const CONFIG_SCHEMA = section({
   }),
   shutdown: section({
     timeoutMs: integer(100, 600_000),
+  }),
+  snmp: section({
+    mode: { enum: ['agentx', 'standalone'] },
+    enterpriseNumber: integer(1, 4_294_967_295),
+    pollIntervalMs: integer(100, 3_600_000),
+    replicationLagThresholdMs: integer(1, 4_294_967_295),
+    diskFreeThresholdKiB: integer(0, 4_294_967_295),
+    agentx: section({
+      host: { type: 'string', minLength: 1 },
+      port: integer(1, 65535),
+      reconnectMinMs: integer(10, 600_000),
+      reconnectMaxMs: integer(10, 3_600_000),
+    }),
+    standalone: section({
+      host: { type: 'string', minLength: 1 },
+      port: integer(1, 65535),
+      engineId: { type: 'string', pattern: '^([0-9a-fA-F]{10,64})?$' },
+      users: {
+        type: 'array',
+        items: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['name', 'authPassphrase'],
+          properties: {
+            name: { type: 'string', minLength: 1, maxLength: 32 },
+            level: { enum: ['authNoPriv', 'authPriv'] },
+            authProtocol: { enum: ['sha1', 'sha224', 'sha256', 'sha384', 'sha512'] },
+            authPassphrase: { type: 'string', minLength: 8 },
+            privProtocol: { enum: ['aes128'] },
+            privPassphrase: { type: 'string' },
+          },
+        },
+      },
+      communities: { type: 'array', items: { type: 'string', minLength: 1, maxLength: 32 } },
+      trapTargets: {
+        type: 'array',
+        items: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['host'],
+          properties: {
+            host: { type: 'string', minLength: 1 },
+            port: integer(1, 65535),
+            user: { type: 'string' },
+            community: { type: 'string' },
+          },
+        },
+      },
+    }),
   }),
 });

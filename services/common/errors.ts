@@ -55,6 +55,13 @@ export const ERROR_CODES = {
   ERR_CONTROL_REQUEST: 'Control request failed',
 
   ERR_CLI_USAGE: 'Command line is invalid',
+
+  // SNMP agent and AgentX subagent (services/snmp)
+  ERR_SNMP_CONFIG_INVALID: 'SNMP settings are inconsistent',
+  ERR_SNMP_AGENT_BIND: 'The standalone SNMP agent could not bind its UDP port',
+  ERR_SNMP_MASTER_UNAVAILABLE: 'The AgentX master agent is not reachable',
+  ERR_SNMP_REGISTER_FAILED: 'The AgentX master agent rejected a registration',
+  ERR_SNMP_NOTIFY_FAILED: 'A notification could not be sent',
 } as const;
 
 /** Stable identifier of an error condition. */
