@@ -338,9 +338,8 @@ test.serial('agent without users exits 78', async (t) => {
 });
 
 /**
- * Status source that plays the given replication states in order, then repeats the last one. It
- * replaces the repository because replication does not run yet: pair_status reports a paired node
- * as disconnected and never changes by itself, so stopping a peer changes nothing that can be read.
+ * Status source that plays the given replication states in order, then repeats the last one, so the
+ * exact trap contents can be pinned; test/snmp-peer.test.ts covers the same traps with a real pair.
  */
 function replicationSource(states: string[]): StatusSource {
   let position = 0;
