@@ -56,5 +56,6 @@ export class HybridLogicalClock {
 export function compareHlc(a: HlcTimestamp, b: HlcTimestamp): number {
   if (a.wallMs !== b.wallMs) return a.wallMs - b.wallMs;
   if (a.counter !== b.counter) return a.counter - b.counter;
-  return a.nodeId < b.nodeId ? -1 : a.nodeId > b.nodeId ? 1 : 0;
+  if (a.nodeId === b.nodeId) return 0;
+  return a.nodeId < b.nodeId ? -1 : 1;
 }

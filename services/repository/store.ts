@@ -375,8 +375,9 @@ export class IndexStore {
 
   /**
    * Deletes counter buckets that start before `beforeSeconds`, in batches of `batchSize` keys, and
-   * returns how many it deleted. Observations that old are rejected, so no write races with this.
-   * Deletions are local: each node purges by its own clock and the replication log does not carry them.
+   * returns how many it deleted. Local observations that old are rejected; an old bucket that arrives by
+   * replication meanwhile stays until the next purge. Deletions are local: each node purges by its own
+   * clock and the replication log does not carry them.
    */
   async purgeBuckets(beforeSeconds: number, batchSize = 1000): Promise<number> {
     const cutoff = hex(beforeSeconds, 10);

@@ -1,7 +1,7 @@
 /**
  * The replication puller: connects to the paired node, copies its index once by snapshot when this
- * node has never applied its log, then tails the log. It reconnects with backoff and never blocks
- * local writes: it only ever adds merged values through `IndexStore.applyRemote`.
+ * node has never applied its log, then tails the log. It reconnects with backoff. It writes only
+ * through `IndexStore.applyRemote`, whose batches take turns with local writes one batch at a time.
  */
 
 import { X509Certificate } from 'node:crypto';
@@ -15,7 +15,7 @@ import type { impcdr } from '../../../modules/protocol/generated/messages.js';
 import type { PeerRecord, ReplicationIdentityFiles } from '../peer.js';
 import type { IndexStore } from '../store.js';
 
-/** States a technician sees in `cdrctl pair status` and the NOC over SNMP. */
+/** Replication states, as `cdrctl status` and the SNMP agent report them. */
 export type ReplicationState = 'unpaired' | 'connecting' | 'syncing' | 'tailing' | 'disconnected';
 
 const MAX_RESPONSE_BYTES = 256 * 1024 * 1024;
@@ -50,7 +50,7 @@ export class ReplicationPuller {
   lastContactMs = 0;
   /** Time from the peer's commit to the local apply of the newest entry applied, in ms. */
   lagMs = 0;
-  /** Entries of the peer's log not applied here yet, as of the last answer. */
+  /** Entries of the peer's log not applied here yet, as of the last response. */
   backlog = 0;
   /** Lag of the newest entries applied, in ms; at most 10,000 are kept. */
   readonly lagSamples: number[] = [];
@@ -135,8 +135,8 @@ export class ReplicationPuller {
           socket.destroy();
         }
       });
-      // A connection closed before the TLS handshake completes may end without an 'error' event, so
-      // 'close' and a timer reject the attempt too; a settled promise ignores later calls.
+      // A connection closed before the TLS handshake completes may end without an 'error' event. So
+      // 'close' and a timer reject the attempt too, and a settled promise ignores the later calls.
       const timer = setTimeout(() => {
         rejectConnect(new CdrError('ERR_REPLICATION_LINK', `TLS handshake with the peer did not finish within ${REQUEST_TIMEOUT_MS} ms`));
         socket.destroy();
@@ -171,7 +171,7 @@ export class ReplicationPuller {
     return new Promise((resolveRequest, rejectRequest) => {
       const timer = setTimeout(() => {
         this.#pending.delete(requestId);
-        rejectRequest(new CdrError('ERR_REPLICATION_LINK', `peer did not answer within ${REQUEST_TIMEOUT_MS} ms`));
+        rejectRequest(new CdrError('ERR_REPLICATION_LINK', `peer did not respond within ${REQUEST_TIMEOUT_MS} ms`));
         this.#socket?.destroy();
       }, REQUEST_TIMEOUT_MS);
       this.#pending.set(requestId, {
@@ -201,11 +201,11 @@ export class ReplicationPuller {
       const response = await this.#request({ pull: { nodeId: this.#nodeId, afterSequence: checkpoint, maxEntries: PULL_ENTRIES, waitMs: PULL_WAIT_MS } });
       this.lastContactMs = Date.now();
       if (response.error) {
-        throw new CdrError('ERR_REPLICATION_LINK', `peer answered ${response.error.code}: ${response.error.message}`);
+        throw new CdrError('ERR_REPLICATION_LINK', `peer returned ${response.error.code}: ${response.error.message}`);
       }
       const pull = response.pull!;
       if (pull.truncated) {
-        this.#log.warn({ checkpoint, head: pull.headSequence }, 'peer log no longer holds our position; resyncing from a snapshot');
+        this.#log.warn({ checkpoint, head: pull.headSequence }, 'peer log was trimmed past this node\'s checkpoint; resyncing from a snapshot');
         checkpoint = await this.#snapshot();
         this.#setState('tailing');
         continue;
@@ -239,7 +239,7 @@ export class ReplicationPuller {
       const response = await this.#request({ snapshot: { nodeId: this.#nodeId, afterKey: Buffer.from(afterKey), maxPairs: SNAPSHOT_PAIRS } });
       this.lastContactMs = Date.now();
       if (response.error) {
-        throw new CdrError('ERR_REPLICATION_LINK', `peer answered ${response.error.code}: ${response.error.message}`);
+        throw new CdrError('ERR_REPLICATION_LINK', `peer returned ${response.error.code}: ${response.error.message}`);
       }
       const page = response.snapshot!;
       head ??= Number(page.headSequence);

@@ -29,7 +29,7 @@ export class ReplicationServer {
   #peer: PeerRecord | undefined;
   #appendWaiters = new Set<() => void>();
 
-  /** Highest sequence of this node's log the peer has said it applied. */
+  /** Highest sequence of this node's log the peer reported as applied. */
   peerAcknowledged = 0;
   /** Time of the last request from the peer, Unix ms; 0 when none. */
   lastRequestMs = 0;
@@ -88,7 +88,7 @@ export class ReplicationServer {
     return {
       key: this.#identity.keyPem,
       cert: this.#identity.certificatePem,
-      // Without a peer, trust this node's own certificate only, which no other node holds the key of.
+      // Without a peer, trust only this node's own certificate, whose key no other node has.
       ca: peer?.certificatePem ?? this.#identity.certificatePem,
       requestCert: true,
       rejectUnauthorized: true,
