@@ -230,6 +230,15 @@ export class ImpClient extends EventEmitter {
     this.#pump();
   }
 
+  /** Resolves true once a node accepted the handshake, or false after `timeoutMs`. */
+  async waitConnected(timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.#connection && Date.now() < deadline && this.#state === 'running') {
+      await new Promise((resolveWait) => setTimeout(resolveWait, 10));
+    }
+    return this.#connection !== undefined;
+  }
+
   /**
    * Resolves once every spooled batch is acknowledged.
    *
