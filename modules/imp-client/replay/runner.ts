@@ -36,6 +36,8 @@ export interface ReplayOptions {
   intervalMs?: number;
   /** Time to wait at the end for every batch to be acknowledged, in milliseconds. @defaultValue 30000 */
   drainTimeoutMs?: number;
+  /** Maximum unacknowledged batches per IMP connection. @defaultValue 8 */
+  maxInFlightBatches?: number;
   /** Called after each item, for a progress display. */
   onProgress?: (summary: ReplaySummary) => void;
   /** Called on every acknowledged batch, with the IMP id. */
@@ -141,6 +143,7 @@ export async function runReplay(options: ReplayOptions): Promise<ReplaySummary> 
       hello: { impId: bundle.impId, clusterId: 'replay', model: 'M300', oosVersion: '2.6' },
       stateDir: join(options.stateDir, bundle.impId),
       intervalMs: options.intervalMs ?? 60_000,
+      ...(options.maxInFlightBatches ? { maxInFlightBatches: options.maxInFlightBatches } : {}),
       ...(options.logger ? { logger: options.logger } : {}),
     });
     client.on('acknowledged', (batch: AcknowledgedBatch) => options.onAcknowledged?.(bundle.impId, batch));
