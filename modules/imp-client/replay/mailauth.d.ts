@@ -1,10 +1,4 @@
-// Types of the two mailauth parsers that the replay uses; mailauth 7 ships no declarations for them.
-
-declare module 'mailauth/lib/parse-dkim-headers.js' {
-  /** Parses a tag-value header such as Authentication-Results into nested objects. */
-  function parseDkimHeaders(header: string): { parsed: Record<string, unknown>; original: string };
-  export default parseDkimHeaders;
-}
+// Types of the mailauth parser that the replay uses; mailauth 7 ships no declaration for it.
 
 declare module 'mailauth/lib/parse-received.js' {
   interface ReceivedPart {

@@ -1,17 +1,17 @@
 /**
  * Reads the facts of one SMTP session from a stored message: the connecting client and its HELO from
  * the trusted Received hop, the envelope sender from Return-Path, the header From domain, and the
- * SPF, DKIM and DMARC results from Authentication-Results and Received-SPF.
+ * SPF, DKIM and DMARC results from Authentication-Results and Received-SPF. mailauth parses Received
+ * headers; Authentication-Results is split here because mailauth's parser keeps one result per method.
  *
  * The trusted hop is the one the receiving border MTA recorded. In order of preference it comes from
  * `client-ip=` and `helo=` of the topmost Received-SPF, then from the Received header just below the
  * topmost Authentication-Results (the border MTA adds both), then from the topmost Received header whose
- * client address is public.
+ * client address is not private, loopback, link-local, unique-local or carrier-grade NAT.
  */
 
 import ipaddr from 'ipaddr.js';
 import { simpleParser, type AddressObject } from 'mailparser';
-import parseDkimHeaders from 'mailauth/lib/parse-dkim-headers.js';
 import { parseReceived } from 'mailauth/lib/parse-received.js';
 
 import { CdrError } from '../../../services/common/errors.js';
@@ -49,14 +49,15 @@ export async function readMessageFacts(raw: Buffer): Promise<MessageFacts> {
   const hop = findTrustedHop(lines);
   if (!hop) {
     const received = lines.filter((line) => line.key === 'received').length;
-    throw new CdrError('ERR_REPLAY_MESSAGE', `no client address: ${received} Received headers and no Received-SPF client-ip name a public address`, {
+    throw new CdrError('ERR_REPLAY_MESSAGE', `no client address: ${received} Received headers and no Received-SPF client-ip name an address outside private ranges`, {
       details: { received },
     });
   }
 
-  const auth = readAuthenticationResults(lines);
+  const arHeader = lines.find((line) => line.key === 'authentication-results');
+  const auth = arHeader ? readAuthenticationResults(arHeader.line) : undefined;
   const receivedSpf = lines.find((line) => line.key === 'received-spf');
-  const spfFromReceived = receivedSpf ? classify(/^\s*([A-Za-z]+)/.exec(headerValue(receivedSpf.line))?.[1]) : undefined;
+  const spfFromReceived = receivedSpf ? readReceivedSpf(receivedSpf.line).result : undefined;
 
   return {
     clientIp: hop.ip,
@@ -82,6 +83,9 @@ function firstAddress(object: AddressObject | AddressObject[] | undefined): stri
   return address ? address : undefined;
 }
 
+/** ipaddr.js ranges of addresses that a hop inside the receiving site or a client's LAN uses. */
+const INTERNAL_RANGES = new Set(['private', 'loopback', 'linkLocal', 'uniqueLocal', 'unspecified', 'carrierGradeNat']);
+
 interface Hop {
   ip: string;
   helo: string | undefined;
@@ -91,10 +95,9 @@ interface Hop {
 function findTrustedHop(lines: HeaderLine[]): Hop | undefined {
   const receivedSpf = lines.find((line) => line.key === 'received-spf');
   if (receivedSpf) {
-    const pairs = readKeyValuePairs(headerValue(receivedSpf.line));
-    const ip = normaliseIp(pairs.get('client-ip') ?? '');
-    if (ip) {
-      return { ip, helo: pairs.get('helo'), source: 'received-spf' };
+    const { clientIp, helo } = readReceivedSpf(receivedSpf.line);
+    if (clientIp) {
+      return { ip: clientIp, helo, source: 'received-spf' };
     }
   }
 
@@ -112,7 +115,7 @@ function findTrustedHop(lines: HeaderLine[]): Hop | undefined {
       continue;
     }
     const hop = readReceivedHop(line.line);
-    if (hop && ipaddr.parse(hop.ip).range() === 'unicast') {
+    if (hop && !INTERNAL_RANGES.has(ipaddr.parse(hop.ip).range())) {
       return { ...hop, source: 'received' };
     }
   }
@@ -140,6 +143,17 @@ function readReceivedHop(line: string): { ip: string; helo: string | undefined }
     }
   }
   return undefined;
+}
+
+/** Reads the result, `client-ip` (normalised) and `helo` of one Received-SPF header line ("Received-SPF: ..."). */
+export function readReceivedSpf(line: string): { result: AuthResult | undefined; clientIp: string | undefined; helo: string | undefined } {
+  const value = headerValue(line);
+  const pairs = readKeyValuePairs(value);
+  return {
+    result: classify(/^\s*([A-Za-z]+)/.exec(value)?.[1]),
+    clientIp: normaliseIp(pairs.get('client-ip') ?? ''),
+    helo: pairs.get('helo'),
+  };
 }
 
 /** Reads `key=value` pairs, with quoted values, from a Received-SPF value after its result and comment. */
@@ -172,31 +186,92 @@ function classify(result: string | undefined): AuthResult | undefined {
   }
 }
 
-interface ResultEntry {
-  value?: string;
+export interface AuthenticationResults {
+  spf: AuthResult | undefined;
+  dkim: AuthResult | undefined;
+  dmarc: AuthResult | undefined;
+  /** Undefined when the header starts with a result instead of an authserv-id, as Office 365 writes it. */
+  authservId: string | undefined;
 }
 
 /**
- * Reads the topmost Authentication-Results header, the one the border MTA added. DKIM is `pass` when any
- * signature passed, else `fail` when any failed, else `none`.
+ * Reads one Authentication-Results header line ("Authentication-Results: ..."), folded or not. The
+ * message uses its topmost one, which the border MTA added. A method that appears several times (DKIM
+ * with several signatures, DMARC for several From domains) is `pass` when any result passed, else `fail`
+ * when any failed, else `none`.
  */
-function readAuthenticationResults(lines: HeaderLine[]): { spf?: AuthResult; dkim?: AuthResult; dmarc?: AuthResult; authservId?: string } | undefined {
-  const header = lines.find((line) => line.key === 'authentication-results');
-  if (!header) {
-    return undefined;
-  }
-  const { parsed } = parseDkimHeaders(header.line.replace(/\r?\n[ \t]+/g, ' '));
-  const pick = (method: string): ResultEntry[] => {
-    const entry = parsed[method] as ResultEntry | ResultEntry[] | undefined;
-    return entry === undefined ? [] : Array.isArray(entry) ? entry : [entry];
-  };
-  const combine = (entries: ResultEntry[]): AuthResult | undefined => {
-    const classes = entries.map((entry) => classify(entry.value));
+export function readAuthenticationResults(line: string): AuthenticationResults {
+  const segments = splitResinfo(headerValue(line));
+  const results = new Map<string, AuthResult[]>();
+  let authservId: string | undefined;
+
+  segments.forEach((segment, index) => {
+    const method = /^([A-Za-z0-9_-]+)\s*(?:\/\s*[0-9]+\s*)?=\s*([A-Za-z]+)/.exec(segment);
+    if (!method) {
+      // Only the first segment may be the authserv-id, optionally followed by a version number.
+      if (index === 0 && segment !== '' && segment.toLowerCase() !== 'none') {
+        authservId = segment.split(/\s+/)[0];
+      }
+      return;
+    }
+    const name = method[1]!.toLowerCase();
+    const result = classify(method[2]);
+    if (result) {
+      results.set(name, [...(results.get(name) ?? []), result]);
+    }
+  });
+
+  const combine = (classes: AuthResult[] | undefined): AuthResult | undefined => {
+    if (!classes) return undefined;
     if (classes.includes('pass')) return 'pass';
     if (classes.includes('fail')) return 'fail';
-    if (classes.includes('none')) return 'none';
-    return undefined;
+    return 'none';
   };
-  const authservId = typeof parsed['value'] === 'string' && parsed['value'] !== '' ? parsed['value'] : undefined;
-  return { spf: combine(pick('spf')), dkim: combine(pick('dkim')), dmarc: combine(pick('dmarc')), authservId };
+  return { spf: combine(results.get('spf')), dkim: combine(results.get('dkim')), dmarc: combine(results.get('dmarc')), authservId };
+}
+
+/**
+ * Splits an Authentication-Results value at the semicolons that separate the authserv-id and each
+ * result (RFC 8601), ignoring semicolons inside comments, which nest, and inside quoted strings. The
+ * comments are removed from the returned segments.
+ */
+function splitResinfo(value: string): string[] {
+  const segments: string[] = [];
+  let current = '';
+  let depth = 0;
+  let quoted = false;
+
+  for (let index = 0; index < value.length; index += 1) {
+    const character = value[index]!;
+    if (quoted) {
+      current += character;
+      if (character === '\\') {
+        current += value[index + 1] ?? '';
+        index += 1;
+      } else if (character === '"') {
+        quoted = false;
+      }
+      continue;
+    }
+    if (depth > 0) {
+      if (character === '\\') index += 1;
+      else if (character === '(') depth += 1;
+      else if (character === ')') depth -= 1;
+      continue;
+    }
+    if (character === '(') {
+      depth = 1;
+      current += ' ';
+    } else if (character === '"') {
+      quoted = true;
+      current += character;
+    } else if (character === ';') {
+      segments.push(current.trim());
+      current = '';
+    } else {
+      current += character;
+    }
+  }
+  segments.push(current.trim());
+  return segments.filter((segment, index) => segment !== '' || index === 0);
 }

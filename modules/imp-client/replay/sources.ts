@@ -112,7 +112,7 @@ interface PostfixSession {
  */
 function* readPostfixLog(file: string, text: string): Generator<ReplayItem> {
   const line = /postfix[\w./-]*\/(\w+)\[(\d+)\]: (.*)$/;
-  const client = /^(?:connect from|([0-9A-Za-z]+): client=) [^[\s]*\[([^\]]+)\]/;
+  const client = /^(?:connect from |([0-9A-Za-z]+): client=)[^[\s]*\[([^\]]+)\]/;
   const open = new Map<string, PostfixSession>();
   const byQueueId = new Map<string, PostfixSession>();
   const sessions: PostfixSession[] = [];
@@ -150,7 +150,7 @@ function* readPostfixLog(file: string, text: string): Generator<ReplayItem> {
         }
         continue;
       }
-      const reject = /^NOQUEUE: reject: RCPT from [^[\s]*\[([^\]]+)\]: (.*)$/.exec(message);
+      const reject = /^(?:NOQUEUE|[0-9A-Za-z]+): reject: RCPT from [^[\s]*\[([^\]]+)\]: (.*)$/.exec(message);
       if (reject) {
         const current = sessionFor(pid, reject[1]!);
         if (current) {
@@ -159,7 +159,9 @@ function* readPostfixLog(file: string, text: string): Generator<ReplayItem> {
             current.session.rcptUnknown! += 1;
           }
           const sender = /from=<([^>]*)>/.exec(reject[2]!)?.[1];
-          current.session.envelopeSender ??= sender || undefined;
+          if (sender && !current.session.envelopeSender) {
+            current.session.envelopeSender = sender;
+          }
         }
         continue;
       }
