@@ -10,7 +10,7 @@ import { getDomain } from 'tldts';
 import { kindToWire } from '../modules/protocol/constants.js';
 import { readAuthenticationResults, readMessageFacts, readReceivedSpf } from '../modules/imp-client/replay/message.js';
 import { runReplay } from '../modules/imp-client/replay/runner.js';
-import { readInputs } from '../modules/imp-client/replay/sources.js';
+import { detectFormat, readInputs } from '../modules/imp-client/replay/sources.js';
 import type { CdrError } from '../services/common/errors.js';
 import { headerBlock, senderDomains, trustedClientIp } from './helpers/mail.js';
 import { cdrctl, connectReady, enroll, removeNode, ROOT, SHARED_DATA, startNode, type TestNode } from './helpers/node.js';
@@ -64,7 +64,7 @@ test.serial('phishing_pot replayed as three IMPs', async (t) => {
     }
     expectedIps.set(ip, (expectedIps.get(ip) ?? 0) + 1);
     for (const domain of senderDomains(file)) {
-      const registrable = getDomain(domain);
+      const registrable = getDomain(domain, { allowPrivateDomains: true });
       if (registrable) expectedDomains.set(registrable, (expectedDomains.get(registrable) ?? 0) + 1);
     }
   }
@@ -302,6 +302,13 @@ test('mbox entries split and unquoted', (t) => {
   t.is(items.length, 2);
   t.is(items[0]?.type === 'message' ? items[0].raw.toString() : '', 'Subject: one\n\nFrom the start\n\n');
   t.is(items[1]?.name, `${file}#2`);
+});
+
+test('message starting "From :" is no mbox', (t) => {
+  t.is(detectFormat('sample.eml', Buffer.from('From : a@example.com\r\nSubject: x\r\n\r\nbody')), 'eml');
+  t.is(detectFormat('sample', Buffer.from('From a@example.com Mon Jan  1 00:00:00 2024\nSubject: x\n\nbody')), 'mbox');
+  t.is(detectFormat('x.log', Buffer.from('')), 'postfix');
+  t.is(detectFormat('x.jsonl', Buffer.from('')), 'jsonl');
 });
 
 const badCommandLines: [string, string[]][] = [

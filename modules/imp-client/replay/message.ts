@@ -44,7 +44,9 @@ interface HeaderLine {
  */
 export async function readMessageFacts(raw: Buffer): Promise<MessageFacts> {
   const parsed = await simpleParser(raw, { skipHtmlToText: true, skipTextToHtml: true, skipImageLinks: true, skipTextLinks: true });
-  const lines = (parsed.headerLines ?? []) as HeaderLine[];
+  const lines = ((parsed.headerLines ?? []) as HeaderLine[]).map((line) => ({ key: line.key.trim().toLowerCase(), line: line.line }));
+  // mailparser drops a header with space before the colon ("From :"), so it is read from the raw block.
+  const fromLine = lines.find((line) => line.key === 'from')?.line ?? rawHeaderLine(raw, 'from');
 
   const hop = findTrustedHop(lines);
   if (!hop) {
@@ -64,7 +66,7 @@ export async function readMessageFacts(raw: Buffer): Promise<MessageFacts> {
     helo: hop.helo,
     hopSource: hop.source,
     envelopeSender: firstAddress(parsed.headers.get('return-path') as AddressObject | undefined),
-    fromDomain: domainOfAddress(firstAddress(parsed.from)),
+    fromDomain: domainOfAddress(angleAddress(fromLine) ?? firstAddress(parsed.from) ?? bareAddress(fromLine)),
     spf: auth?.spf ?? spfFromReceived,
     dkim: auth?.dkim,
     dmarc: auth?.dmarc,
@@ -77,10 +79,43 @@ function headerValue(line: string): string {
   return line.slice(line.indexOf(':') + 1).replace(/\r?\n[ \t]+/g, ' ').trim();
 }
 
+/**
+ * Returns the first address in angle brackets of a raw header line. Phishing writes a decoy address as
+ * the display name (`"promo@brand.example", <real@sender.example>`), which address parsers take for a
+ * second address; the receiving MTA's DMARC check uses the one in angle brackets.
+ */
+function angleAddress(line: string | undefined): string | undefined {
+  const match = /<([^<>\s@]+@[^<>\s@]+)>/.exec(line ?? '');
+  return match?.[1];
+}
+
+/** Returns the first header `name`, unfolded, from the raw header block; RFC 5322 obsolete syntax allows space before its colon. */
+function rawHeaderLine(raw: Buffer, name: string): string | undefined {
+  const text = raw.toString('latin1');
+  const end = text.search(/\r?\n\r?\n/);
+  const block = (end < 0 ? text : text.slice(0, end)).replace(/\r?\n[ \t]+/g, ' ');
+  return block.split(/\r?\n/).find((line) => new RegExp(`^${name}[ \\t]*:`, 'i').test(line));
+}
+
+/** Returns the first bare address of a raw header line, for headers the parser did not recognise. */
+function bareAddress(line: string | undefined): string | undefined {
+  const value = line === undefined ? '' : headerValue(line);
+  return /([^\s<>"@]+@[^\s<>"@]+)/.exec(value)?.[1];
+}
+
+/**
+ * Returns the first entry that holds an address. An unquoted comma in a display name ("Team, Support
+ * <a@example.com>", common in phishing) makes the parser see a name-only entry first.
+ */
 function firstAddress(object: AddressObject | AddressObject[] | undefined): string | undefined {
-  const first = Array.isArray(object) ? object[0] : object;
-  const address = first?.value?.[0]?.address?.trim();
-  return address ? address : undefined;
+  const objects = object === undefined ? [] : Array.isArray(object) ? object : [object];
+  for (const entry of objects.flatMap((item) => item.value ?? [])) {
+    const address = entry.address?.trim();
+    if (address && address.includes('@')) {
+      return address;
+    }
+  }
+  return undefined;
 }
 
 /** ipaddr.js ranges of addresses that a hop inside the receiving site or a client's LAN uses. */

@@ -70,12 +70,18 @@ function listFiles(path: string): string[] {
     .flatMap((name) => listFiles(join(path, name)));
 }
 
-/** Picks the reader from the extension, then from the first bytes: mbox starts with "From ". */
+/**
+ * The mbox separator line: "From ", the envelope sender, then the date. A message whose first header is
+ * written "From : ..." (obsolete syntax) does not match, because a colon is no envelope sender.
+ */
+const MBOX_SEPARATOR = /^From [^\s:]+ [^\n]*\n/;
+
+/** Picks the reader from the extension, then from the first bytes: mbox starts with a separator line. */
 export function detectFormat(file: string, bytes: Buffer): InputFormat {
   const extension = extname(file).toLowerCase();
   if (extension === '.jsonl' || extension === '.ndjson') return 'jsonl';
   if (extension === '.log') return 'postfix';
-  if (extension === '.mbox' || bytes.subarray(0, 5).toString('latin1') === 'From ') return 'mbox';
+  if (extension === '.mbox' || MBOX_SEPARATOR.test(bytes.subarray(0, 200).toString('latin1'))) return 'mbox';
   return 'eml';
 }
 
@@ -83,7 +89,7 @@ export function detectFormat(file: string, bytes: Buffer): InputFormat {
 function* splitMbox(file: string, bytes: Buffer): Generator<ReplayItem> {
   const text = bytes.toString('latin1');
   const starts: number[] = [];
-  const pattern = /(^|\n)From [^\n]*\n/g;
+  const pattern = /(^|\n)From [^\s:]+ [^\n]*\n/g;
   for (const match of text.matchAll(pattern)) {
     starts.push(match.index + match[1]!.length);
   }
