@@ -148,7 +148,7 @@ test.serial('request size limit is exact', async (t) => {
   const head = 'request=smtpd_access_policy\n';
   const atLimit = head + 'y'.repeat(MAX_REQUEST_BYTES - head.length);
   // Exactly MAX_REQUEST_BYTES without the empty line keeps the connection open; the answer follows.
-  t.is(await exchange([atLimit, '\n\n']), `action=${UNAVAILABLE}\n\n`);
+  t.is(await exchange([atLimit, '\n\n'], 1), `action=${UNAVAILABLE}\n\n`);
 
   const socket = connect(policyPort, '127.0.0.1');
   await new Promise((resolveConnect) => socket.once('connect', resolveConnect));
