@@ -7,7 +7,7 @@ GENERATED := $(PROTO_DIR)/generated
 PROTO_FILES := $(PROTO_DIR)/imp.proto $(PROTO_DIR)/control.proto
 TS_SOURCES := $(shell find services modules test bench -name '*.ts' -not -path '*/generated/*' 2>/dev/null)
 
-.PHONY: all build run test lint bench package clean proto
+.PHONY: all build run test lint bench bench-imp-client package clean proto
 
 all: build
 
@@ -46,6 +46,10 @@ lint: build
 
 bench: build
 	$(NODE) dist/bench/run.js
+
+# Bytes on the wire per reported session, aggregated against one Observe per session.
+bench-imp-client: build
+	$(NODE) dist/bench/imp-client-wire.js
 
 package: build
 	@echo "TODO: the Debian package is not built yet" >&2

@@ -99,7 +99,10 @@ export interface ImpClientStats {
   spoolBytes: number;
   connects: number;
   connectFailures: number;
-  /** TLS bytes written and read over every connection, including handshakes. */
+  /**
+   * Application bytes (frames) written to and read from the TLS sockets of every connection, Hello
+   * included. TLS adds its handshake and 22 bytes per record (TLS 1.3: 5 header, 1 type, 16 tag) on top.
+   */
   bytesSent: number;
   bytesReceived: number;
   cache: CacheCounters;

@@ -63,7 +63,7 @@ function printSummary(summary: ReplaySummary): void {
     `batches dropped:        ${summary.batchesDropped}`,
     `batches left in spool:  ${summary.batchesLeftInSpool}`,
     `lookups:                ${summary.lookups} (${summary.lookupsFailed} failed, ${summary.cacheHits} cache hits, ${summary.roundTrips} round trips)`,
-    `bytes on the wire:      ${summary.bytesSent} sent, ${summary.bytesReceived} received (TLS, with handshakes)`,
+    `bytes on the wire:      ${summary.bytesSent} sent, ${summary.bytesReceived} received (frames, before TLS)`,
     `duration:               ${summary.durationMs} ms`,
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
