@@ -120,7 +120,7 @@ test.serial('spool survives kill -9 of the IMP', async (t) => {
   child.kill('SIGKILL');
   await new Promise((resolveExit) => child.once('exit', resolveExit));
 
-  // What the spool holds is exactly what must arrive: decode it independently of the module.
+  // The spool contents are exactly what must arrive, so the test decodes them without the module.
   const expected = new Map<string, number>();
   for (const name of batchFiles()) {
     const batch = proto.ObserveRequest.decode(readFileSync(join(spoolDir, name)));

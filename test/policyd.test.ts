@@ -53,15 +53,15 @@ test.after.always(async () => {
   rmSync(folder, { recursive: true, force: true });
 });
 
-/** Sends `requests` on one connection and returns the raw bytes received once `answers` answers arrived. */
-async function exchange(requests: string[], answers = requests.length): Promise<string> {
+/** Sends `requests` on one connection and returns the raw text received once `responses` responses arrived. */
+async function exchange(requests: string[], responses = requests.length): Promise<string> {
   const socket: Socket = connect(policyPort, '127.0.0.1');
   let received = '';
   socket.setEncoding('utf8');
   socket.on('data', (chunk: string) => (received += chunk));
   await new Promise((resolveConnect) => socket.once('connect', resolveConnect));
   for (const request of requests) socket.write(request);
-  await waitFor(() => received.split('\n\n').length - 1 >= answers, 5000, `${answers} answers`);
+  await waitFor(() => received.split('\n\n').length - 1 >= responses, 5000, `${responses} responses`);
   socket.end();
   return received;
 }
@@ -147,7 +147,7 @@ test.serial('connection survives a bad request', async (t) => {
 test.serial('request size limit is exact', async (t) => {
   const head = 'request=smtpd_access_policy\n';
   const atLimit = head + 'y'.repeat(MAX_REQUEST_BYTES - head.length);
-  // Exactly MAX_REQUEST_BYTES without the empty line keeps the connection open; the answer follows.
+  // Exactly MAX_REQUEST_BYTES without the empty line keeps the connection open, so the response follows.
   t.is(await exchange([atLimit, '\n\n'], 1), `action=${UNAVAILABLE}\n\n`);
 
   const socket = connect(policyPort, '127.0.0.1');

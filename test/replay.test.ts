@@ -118,7 +118,7 @@ test.serial('phishing_pot replayed as three IMPs', async (t) => {
   await client.close();
 });
 
-/** The first Authentication-Results header line of a file, folded as in the file. */
+/** Returns the first Authentication-Results header line of a file, unfolded. */
 function firstAuthenticationResults(path: string): string | undefined {
   return headerBlock(path)
     .split(/\r?\n/)

@@ -1,19 +1,19 @@
 /**
- * The IMP's lookup cache. An answer stays valid for its `ttl_seconds`; a `ReputationChanged` push for a
- * subscribed key replaces the cached answer at once and restarts its TTL.
+ * The IMP's lookup cache. A cached reputation stays valid for its `ttl_seconds`. A `ReputationChanged`
+ * push for a subscribed key replaces it at once and restarts its TTL.
  */
 
 import type { ObjectKindName } from '../protocol/constants.js';
 import type { impcdr } from '../protocol/generated/messages.js';
 
 export interface CacheCounters {
-  /** Keys answered from the cache. */
+  /** Keys served from the cache. */
   hits: number;
   /** Keys that needed the repository. */
   misses: number;
   /** Lookup requests sent to the repository. */
   roundTrips: number;
-  /** Lookup calls answered entirely from the cache, so without a round trip. */
+  /** Lookup calls served entirely from the cache, so without a round trip. */
   roundTripsSaved: number;
   /** Cached answers replaced by a push. */
   pushes: number;

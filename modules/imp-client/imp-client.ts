@@ -2,7 +2,7 @@
  * The IMP Client IMP-CDR Module: what an IMP runs to report sessions to the repository and look up
  * reputation. It aggregates reports per object and interval, stores each batch in a disk spool before
  * sending it, removes it only after its acknowledgement, fails over between repository nodes, and
- * answers lookups from a cache kept current by `Subscribe` pushes.
+ * serves lookups from a cache kept current by `Subscribe` pushes.
  *
  * Lifecycle: `new` → `start()` → `running` → `stop()` → `stopped`. Reports made while no node is
  * reachable wait in the spool; the spool survives a crash of the IMP process.
@@ -47,7 +47,7 @@ export interface ImpClientOptions {
   backoff?: BackoffOptions;
   /** Time for the TLS connection and the handshake, in milliseconds. @defaultValue 5000 */
   connectTimeoutMs?: number;
-  /** Time for an acknowledgement or a lookup answer, in milliseconds; a late acknowledgement closes the connection. @defaultValue 10000 */
+  /** Time for an acknowledgement or a lookup response, in milliseconds. A late acknowledgement closes the connection. @defaultValue 10000 */
   requestTimeoutMs?: number;
   /** Entries of the lookup cache. @defaultValue 100000 */
   cacheMaxEntries?: number;

@@ -1,8 +1,8 @@
 /**
- * What an IMP knows about one SMTP session, and the per-object counter deltas it turns into. One
- * session adds to the client IP, the HELO name's domain is not reported (it is free text the client
- * chooses), the envelope sender's address and domain, and the header From domain; an object that plays
- * two roles in one session (the envelope and From domain are often the same) is counted once.
+ * What an IMP knows about one SMTP session, and the per-object counter deltas it turns into. A session
+ * counts for the client IP, the envelope sender's address and domain, and the header From domain. An
+ * object that plays two roles in one session (the envelope and From domain are often the same) is
+ * counted once. The HELO name is not reported, because the client chooses it freely.
  */
 
 import { isIP } from 'node:net';
@@ -126,7 +126,8 @@ export function sessionToDeltas(session: SessionReport): ObjectDelta[] {
   const deltas: ObjectDelta[] = [{ kind: 'ip', key: clientIp, counters }];
 
   // Objects other than the IP carry the message counters but not the connection.
-  const { connections: _connections, ...messageCounters } = counters;
+  const messageCounters: Partial<CounterValues> = { ...counters };
+  delete messageCounters.connections;
   if (messages === 0) {
     return deltas;
   }

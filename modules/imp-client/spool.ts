@@ -62,7 +62,7 @@ export class Spool {
    * Opens (creating it when missing) the spool in `dir` and indexes the batches left there.
    *
    * @throws CdrError `ERR_IMPCLIENT_STATE` when the folder cannot be created or read, or the sequence
-   *   file holds something other than a non-negative integer.
+   *   file contains something other than a non-negative integer.
    */
   constructor(dir: string, limits: SpoolLimits) {
     this.dir = dir;

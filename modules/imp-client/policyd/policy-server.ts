@@ -112,7 +112,7 @@ export class PolicyServer {
         }
         const block = buffered.slice(0, end);
         buffered = buffered.slice(end + 2);
-        // Answers go out in request order, as Postfix expects.
+        // Responses go out in request order, as Postfix expects.
         queue = queue.then(() => this.#answer(block, log)).then((action) => {
           socket.write(`action=${action}\n\n`);
         });
@@ -130,7 +130,7 @@ export class PolicyServer {
     try {
       attributes = parsePolicyRequest(block.replace(/\r/g, ''));
     } catch (error) {
-      log.warn({ code: (error as CdrError).code, err: error }, 'invalid policy request answered with the unavailable action');
+      log.warn({ code: (error as CdrError).code, err: error }, 'invalid policy request; responding with the unavailable action');
       return actions.unavailable;
     }
 

@@ -20,7 +20,7 @@ import { domainOfAddress, normaliseIp, type AuthResult } from '../session.js';
 export interface MessageFacts {
   clientIp: string;
   helo: string | undefined;
-  /** Where the client address came from: `received-spf`, `received-after-ar` or `received`. */
+  /** Source of the client address: `received-spf`, `received-after-ar` or `received`. */
   hopSource: 'received-spf' | 'received-after-ar' | 'received';
   /** Envelope sender from Return-Path; undefined for the null sender or a missing header. */
   envelopeSender: string | undefined;
@@ -81,8 +81,8 @@ function headerValue(line: string): string {
 
 /**
  * Returns the first address in angle brackets of a raw header line. Phishing writes a decoy address as
- * the display name (`"promo@brand.example", <real@sender.example>`), which address parsers take for a
- * second address; the receiving MTA's DMARC check uses the one in angle brackets.
+ * the display name (`"promo@brand.example", <real@sender.example>`), and address parsers take it for a
+ * second address. The receiving MTA's DMARC check uses the one in angle brackets.
  */
 function angleAddress(line: string | undefined): string | undefined {
   const match = /<([^<>\s@]+@[^<>\s@]+)>/.exec(line ?? '');
@@ -104,7 +104,7 @@ function bareAddress(line: string | undefined): string | undefined {
 }
 
 /**
- * Returns the first entry that holds an address. An unquoted comma in a display name ("Team, Support
+ * Returns the first entry that contains an address. An unquoted comma in a display name ("Team, Support
  * <a@example.com>", common in phishing) makes the parser see a name-only entry first.
  */
 function firstAddress(object: AddressObject | AddressObject[] | undefined): string | undefined {
