@@ -5,9 +5,10 @@ import { join } from 'node:path';
 import test from 'ava';
 
 import { proto } from '../modules/protocol/constants.js';
-import { ImpClient, parseNodeAddress, sessionToDeltas, type SessionReport } from '../modules/imp-client/index.js';
+import { ImpClient, parseNodeAddress, sessionToDeltas, type DroppedBatch, type SessionReport } from '../modules/imp-client/index.js';
 import { Spool } from '../modules/imp-client/spool.js';
 import { Aggregator } from '../modules/imp-client/aggregator.js';
+import { parseConfig } from '../services/common/config.js';
 import type { CdrError, ErrorCode } from '../services/common/errors.js';
 import { freePort, waitFor } from './helpers/imp-client.js';
 import { enroll, removeNode, startNode, type ClientBundle, type TestNode } from './helpers/node.js';
@@ -260,4 +261,74 @@ test.serial('spool waits for a node to appear', async (t) => {
     await late.stop();
     removeNode(late);
   }
+});
+
+test.serial('full spool emits dropped batches', async (t) => {
+  const client = newClient(tempFolder(), [`127.0.0.1:${await freePort()}`], { spool: { maxBatches: 1, maxBytes: 1_000_000 } });
+  const dropped: DroppedBatch[] = [];
+  client.on('dropped', (batch: DroppedBatch) => dropped.push(batch));
+  client.start();
+  client.report({ clientIp: '192.0.2.31' });
+  client.flush();
+  client.report({ clientIp: '192.0.2.32' });
+  client.report({ clientIp: '192.0.2.33' });
+  client.flush();
+
+  t.is(dropped.length, 1);
+  t.is(dropped[0]?.observations, 2);
+  t.is(client.stats().batchesDropped, 1);
+  t.is(client.stats().observationsDropped, 2);
+  t.is(client.stats().spoolBatches, 1);
+  await client.stop(0);
+});
+
+test.serial('rejected Hello is retried, not fatal', async (t) => {
+  const client = newClient(tempFolder(), [`127.0.0.1:${node.port}`], {
+    hello: { impId: 'someone-else', clusterId: 'cluster-test', model: 'M300', oosVersion: '2.6' },
+  });
+  client.start();
+  await waitFor(() => client.stats().connectFailures >= 2, 5000, 'two rejected handshakes');
+  t.false(await client.waitConnected(100));
+  t.is(client.stats().connects, 0);
+  await client.stop(0);
+});
+
+test('report before start is rejected', (t) => {
+  const client = newClient(tempFolder(), ['127.0.0.1:7300']);
+  const error = t.throws(() => client.report({ clientIp: '192.0.2.1' })) as CdrError;
+  t.is(error.code, 'ERR_IMPCLIENT_STOPPED');
+});
+
+const configCases: [string, string, ErrorCode | undefined][] = [
+  ['interval 1 s is the minimum', 'impClient:\n  intervalSeconds: 1\n', undefined],
+  ['interval 3600 s is the maximum', 'impClient:\n  intervalSeconds: 3600\n', undefined],
+  ['interval 0 s', 'impClient:\n  intervalSeconds: 0\n', 'ERR_CONFIG_INVALID'],
+  ['interval 3601 s', 'impClient:\n  intervalSeconds: 3601\n', 'ERR_CONFIG_INVALID'],
+  ['node without port', 'impClient:\n  nodes: ["127.0.0.1"]\n', 'ERR_CONFIG_INVALID'],
+  ['IPv6 node', 'impClient:\n  nodes: ["[::1]:7300"]\n', undefined],
+  ['empty node list', 'impClient:\n  nodes: []\n', 'ERR_CONFIG_INVALID'],
+  ['spool of 0 batches', 'impClient:\n  spoolMaxBatches: 0\n', 'ERR_CONFIG_INVALID'],
+  ['unknown impClient key', 'impClient:\n  spool: 5\n', 'ERR_CONFIG_UNKNOWN_KEY'],
+  ['policyd port 65536', 'policyd:\n  port: 65536\n', 'ERR_CONFIG_INVALID'],
+  ['empty malicious action', 'policyd:\n  malicious: ""\n', 'ERR_CONFIG_INVALID'],
+  ['lookup timeout 9 ms', 'policyd:\n  lookupTimeoutMs: 9\n', 'ERR_CONFIG_INVALID'],
+  ['lookup timeout 10 ms', 'policyd:\n  lookupTimeoutMs: 10\n', undefined],
+];
+for (const [name, text, code] of configCases) {
+  test(`client config: ${name}`, (t) => {
+    if (code === undefined) {
+      t.notThrows(() => parseConfig(text, '/etc/imp-cdr/imp.yaml'));
+      return;
+    }
+    const error = t.throws(() => parseConfig(text, '/etc/imp-cdr/imp.yaml')) as CdrError;
+    t.is(error.code, code);
+  });
+}
+
+test('client config defaults bind loopback', (t) => {
+  const config = parseConfig('', '/etc/imp-cdr/imp.yaml');
+  t.deepEqual(config.impClient.nodes, ['127.0.0.1:7300']);
+  t.is(config.policyd.host, '127.0.0.1');
+  t.is(config.policyd.port, 10040);
+  t.is(config.policyd.unavailable, 'DUNNO');
 });
