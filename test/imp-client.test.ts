@@ -203,7 +203,7 @@ test.serial('pushed change replaces cached answer', async (t) => {
   t.true(await watcher.waitConnected(5000));
   const before = await watcher.lookup([{ kind: 'ip', key: '203.0.113.200' }]);
   t.is(before[0]?.reputation?.verdict, proto.Verdict.VERDICT_NEUTRAL);
-  // The subscription is sent after the answer; give it time to reach the repository.
+  // The subscription is sent after the lookup response, so give it time to reach the repository.
   await new Promise((resolveWait) => setTimeout(resolveWait, 200));
 
   const reporter = newClient(tempFolder(), [`127.0.0.1:${node.port}`]);
