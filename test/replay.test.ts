@@ -311,6 +311,11 @@ test('message starting "From :" is no mbox', (t) => {
   t.is(detectFormat('x.jsonl', Buffer.from('')), 'jsonl');
 });
 
+test('compressed input skipped with reason', (t) => {
+  const items = [...readInputs([join(SHARED_DATA, 'mta-logs', 'lightmeter', 'complete.tar.gz')])];
+  t.deepEqual(items.map((item) => (item.type === 'skip' ? item.reason : item.type)), ['gzip archive; unpack it and replay the files it contains']);
+});
+
 const badCommandLines: [string, string[]][] = [
   ['zero IMPs', ['--imps', '0']],
   ['negative rate', ['--rate', '-5']],

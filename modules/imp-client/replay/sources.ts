@@ -36,6 +36,11 @@ export function* readInputs(paths: string[], format?: InputFormat): Generator<Re
         yield { type: 'skip', name: file, reason: `cannot read: ${(error as Error).message}` };
         continue;
       }
+      const archive = archiveKind(bytes);
+      if (archive) {
+        yield { type: 'skip', name: file, reason: `${archive} archive; unpack it and replay the files it contains` };
+        continue;
+      }
       switch (format ?? detectFormat(file, bytes)) {
         case 'eml':
           yield { type: 'message', name: file, raw: bytes };
@@ -68,6 +73,14 @@ function listFiles(path: string): string[] {
     .sort()
     .filter((name) => !name.startsWith('.'))
     .flatMap((name) => listFiles(join(path, name)));
+}
+
+/** Returns the archive format of `bytes` by its magic number, or undefined. */
+function archiveKind(bytes: Buffer): string | undefined {
+  if (bytes[0] === 0x1f && bytes[1] === 0x8b) return 'gzip';
+  if (bytes.subarray(0, 4).equals(Buffer.from('PK\x03\x04', 'latin1'))) return 'zip';
+  if (bytes.subarray(0, 3).toString('latin1') === 'BZh') return 'bzip2';
+  return undefined;
 }
 
 /**
