@@ -293,7 +293,17 @@ export class ImpClient extends EventEmitter {
     for (let offset = 0; offset < missing.length; offset += connection.limits.maxLookupKeys) {
       const chunk = missing.slice(offset, offset + connection.limits.maxLookupKeys);
       this.#cache.counters.roundTrips += 1;
-      const response = await this.#request(connection, { lookup: { keys: chunk.map(({ key }) => ({ kind: kindToWire(key.kind), key: key.key })) } }, timeoutMs);
+      let response: impcdr.v1.ServerMessage;
+      try {
+        response = await this.#request(connection, { lookup: { keys: chunk.map(({ key }) => ({ kind: kindToWire(key.kind), key: key.key })) } }, timeoutMs);
+      } catch (error) {
+        if ((error as CdrError).code === 'ERR_IMPCLIENT_TIMEOUT') {
+          throw error;
+        }
+        throw new CdrError('ERR_IMPCLIENT_UNAVAILABLE', `lookup failed on ${formatNodeAddress(connection.node)}: ${(error as Error).message}; answer from local policy and retry later`, {
+          cause: error,
+        });
+      }
       const results = response.lookupResponse?.results ?? [];
       if (response.error || results.length !== chunk.length) {
         throw new CdrError('ERR_IMPCLIENT_UNAVAILABLE', `lookup failed on ${formatNodeAddress(connection.node)}: ${response.error?.message ?? `expected ${chunk.length} results, got ${results.length}`}`);

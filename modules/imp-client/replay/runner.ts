@@ -81,7 +81,11 @@ function readBundles(bundlesDir: string, count: number): { impId: string; ca: st
       .map((entry) => entry.name)
       .sort();
   } catch (error) {
-    throw new CdrError('ERR_REPLAY_INPUT', `cannot read the bundle folder ${bundlesDir}: ${(error as Error).message}`, { cause: error });
+    throw new CdrError(
+      'ERR_REPLAY_INPUT',
+      `cannot read the bundle folder ${bundlesDir}: ${(error as Error).message}; enroll one folder per IMP with cdrctl client enroll NAME --out ${bundlesDir}/NAME`,
+      { cause: error },
+    );
   }
   if (names.length < count) {
     throw new CdrError(
