@@ -409,7 +409,13 @@ export class ImpClient extends EventEmitter {
     this.emit('dropped', dropped);
   }
 
-  /** Connects to one node after the other until stopped; a round in which every node failed waits a backoff delay. */
+  /**
+   * Connects to one node after the other until stopped; a round in which every node failed waits a
+   * backoff delay.
+   *
+   * NOTE: each node keeps its own window of applied sequences. A batch that one node applied but did
+   * not acknowledge before it died is counted again by the next node.
+   */
   async #connectionLoop(): Promise<void> {
     let failedAttempts = 0;
     while (this.#state === 'running') {
@@ -488,6 +494,8 @@ export class ImpClient extends EventEmitter {
 
     this.#resubscribe(connection);
     this.#pump();
+    // TODO: send Heartbeat while idle. Until then a peer that vanished without FIN or RST is noticed
+    // only when the next request times out.
     await client.closed();
 
     this.#stats.bytesSent += client.socket.bytesWritten;
