@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import test from 'ava';
 
 import { kindToWire, proto } from '../modules/protocol/constants.js';
+import { ImpClient } from '../modules/imp-client/index.js';
 import { runReplay } from '../modules/imp-client/replay/runner.js';
 import { freePort, startSiblingNode, waitFor } from './helpers/imp-client.js';
 import { countByIp, filesWithClientIp } from './helpers/mail.js';
@@ -144,4 +145,41 @@ test.serial('spool survives kill -9 of the IMP', async (t) => {
 
   const totals = await connectionsByIp([target], bundle, 'imp-reader', [...expected.keys()]);
   t.deepEqual(Object.fromEntries(totals), Object.fromEntries(expected));
+});
+
+test.serial('stalled node left after missed Heartbeat', async (t) => {
+  const first = await startNode();
+  nodes.push(first);
+  const second = await startSiblingNode(first);
+  nodes.push(second);
+  const bundle = await enroll(first, 'imp-heartbeat');
+  const client = new ImpClient({
+    nodes: [`127.0.0.1:${first.port}`, `127.0.0.1:${second.port}`],
+    tls: bundle,
+    hello: { impId: 'imp-heartbeat', clusterId: 'cluster-test', model: 'M300', oosVersion: '2.6' },
+    stateDir: tempFolder(),
+    heartbeatIntervalMs: 200,
+    requestTimeoutMs: 500,
+    connectTimeoutMs: 500,
+    backoff: { initialMs: 20, maxMs: 200 },
+  });
+  const connected: string[] = [];
+  client.on('connected', (event: { node: string }) => connected.push(event.node));
+  client.start();
+  await waitFor(() => connected.length === 1, 5000, 'the first connection');
+  t.is(connected[0], `127.0.0.1:${first.port}`);
+
+  // SIGSTOP keeps the socket open but nothing answers, as with a hung node or a dropped link.
+  first.process.kill('SIGSTOP');
+  try {
+    await waitFor(() => connected.length === 2, 10_000, 'failover to the second node');
+    t.is(connected[1], `127.0.0.1:${second.port}`);
+    client.report({ clientIp: '198.51.100.120' });
+    client.flush();
+    await client.drain(5000);
+    t.is(client.stats().batchesAcknowledged, 1);
+  } finally {
+    first.process.kill('SIGCONT');
+    await client.stop(0);
+  }
 });

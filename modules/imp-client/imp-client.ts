@@ -51,6 +51,11 @@ export interface ImpClientOptions {
   requestTimeoutMs?: number;
   /** Entries of the lookup cache. @defaultValue 100000 */
   cacheMaxEntries?: number;
+  /**
+   * Time between Heartbeats on an open connection, in milliseconds. A Heartbeat unanswered within
+   * `requestTimeoutMs` closes the connection, so a node that stopped answering is left. @defaultValue 30000
+   */
+  heartbeatIntervalMs?: number;
   logger?: Logger;
 }
 
@@ -169,6 +174,7 @@ export class ImpClient extends EventEmitter {
       connectTimeoutMs: 5000,
       requestTimeoutMs: 10_000,
       cacheMaxEntries: 100_000,
+      heartbeatIntervalMs: 30_000,
       ...options,
       nodes,
     };
@@ -494,9 +500,10 @@ export class ImpClient extends EventEmitter {
 
     this.#resubscribe(connection);
     this.#pump();
-    // TODO: send Heartbeat while idle. Until then a peer that vanished without FIN or RST is noticed
-    // only when the next request times out.
+    const heartbeat = setInterval(() => this.#sendHeartbeat(connection), this.#options.heartbeatIntervalMs);
+    heartbeat.unref();
     await client.closed();
+    clearInterval(heartbeat);
 
     this.#stats.bytesSent += client.socket.bytesWritten;
     this.#stats.bytesReceived += client.socket.bytesRead;
@@ -508,6 +515,16 @@ export class ImpClient extends EventEmitter {
     }
     this.emit('disconnected', { node: address });
     return true;
+  }
+
+  /** Sends a Heartbeat; no answer within the request timeout closes the connection, which fails over. */
+  #sendHeartbeat(connection: Connection): void {
+    this.#request(connection, { heartbeat: { clientTimeMs: Date.now() } }, this.#options.requestTimeoutMs).catch((error: unknown) => {
+      if (this.#connection === connection) {
+        this.#log.warn({ node: formatNodeAddress(connection.node), err: error }, 'Heartbeat not answered; closing the connection');
+        connection.client.socket.destroy();
+      }
+    });
   }
 
   #addPeers(peers: impcdr.v1.IPeerNode[]): void {
