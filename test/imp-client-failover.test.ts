@@ -169,7 +169,7 @@ test.serial('stalled node left after missed Heartbeat', async (t) => {
   await waitFor(() => connected.length === 1, 5000, 'the first connection');
   t.is(connected[0], `127.0.0.1:${first.port}`);
 
-  // SIGSTOP keeps the socket open but nothing answers, as with a hung node or a dropped link.
+  // SIGSTOP keeps the socket open but nothing responds, as with a hung node or a dropped link.
   first.process.kill('SIGSTOP');
   try {
     await waitFor(() => connected.length === 2, 10_000, 'failover to the second node');

@@ -53,7 +53,7 @@ export interface ImpClientOptions {
   cacheMaxEntries?: number;
   /**
    * Time between Heartbeats on an open connection, in milliseconds. A Heartbeat unanswered within
-   * `requestTimeoutMs` closes the connection, so a node that stopped answering is left. @defaultValue 30000
+   * `requestTimeoutMs` closes the connection, so a node that stopped responding is left. @defaultValue 30000
    */
   heartbeatIntervalMs?: number;
   logger?: Logger;
@@ -82,7 +82,7 @@ export interface LookupAnswer {
   key: string;
   reputation?: impcdr.v1.IReputation;
   error?: { code: number; message: string };
-  /** True when the answer came from the cache. */
+  /** True when the reputation came from the cache. */
   cached: boolean;
 }
 
@@ -257,7 +257,7 @@ export class ImpClient extends EventEmitter {
     const deadline = Date.now() + timeoutMs;
     while (this.#spool.batchCount > 0) {
       if (Date.now() >= deadline) {
-        throw new CdrError('ERR_IMPCLIENT_TIMEOUT', `${this.#spool.batchCount} batches still wait in the spool after ${timeoutMs} ms; they are sent once a node answers`, {
+        throw new CdrError('ERR_IMPCLIENT_TIMEOUT', `${this.#spool.batchCount} batches still wait in the spool after ${timeoutMs} ms; they are sent once a node is reachable`, {
           details: { batches: this.#spool.batchCount },
         });
       }
@@ -290,7 +290,7 @@ export class ImpClient extends EventEmitter {
 
     const connection = this.#connection;
     if (!connection) {
-      throw new CdrError('ERR_IMPCLIENT_UNAVAILABLE', `no repository node is connected (tried ${this.#nodes.map(formatNodeAddress).join(', ')}); answer from local policy and retry later`, {
+      throw new CdrError('ERR_IMPCLIENT_UNAVAILABLE', `no repository node is connected (tried ${this.#nodes.map(formatNodeAddress).join(', ')}); use the local policy and retry later`, {
         details: { keys: missing.length },
       });
     }
@@ -577,7 +577,7 @@ export class ImpClient extends EventEmitter {
     const ack = response.observeAck;
     if (!ack) {
       // TOO_MANY_IN_FLIGHT or SHUTTING_DOWN: the batch was not applied and is sent again later.
-      this.#log.warn({ node: address, sequence, code: response.error?.code, message: response.error?.message }, 'batch refused; it stays in the spool');
+      this.#log.warn({ node: address, sequence, code: response.error?.code, message: response.error?.message }, 'batch rejected as a whole; it stays in the spool and is sent again');
       setTimeout(() => {
         this.#inFlight.delete(sequence);
         this.#pump();
@@ -618,7 +618,7 @@ export class ImpClient extends EventEmitter {
           this.#subscribed.delete(cacheId(kindFromWire(key?.kind) ?? 'ip', key?.key ?? ''));
         }
       })
-      .catch((error: unknown) => this.#log.debug({ err: error }, 'subscribe failed; cached answers expire by TTL only'));
+      .catch((error: unknown) => this.#log.debug({ err: error }, 'subscribe failed; cached reputations expire by TTL only'));
   }
 
   /** Subscribes the cached keys again on a new connection, because subscriptions belong to a connection. */
@@ -662,7 +662,7 @@ function withTimeout<T>(promise: Promise<T>, timeoutMs: number, what: string, on
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
-      rejectPromise(new CdrError('ERR_IMPCLIENT_TIMEOUT', `${what} got no answer within ${timeoutMs} ms`, { details: { timeoutMs } }));
+      rejectPromise(new CdrError('ERR_IMPCLIENT_TIMEOUT', `${what} timed out after ${timeoutMs} ms without a response`, { details: { timeoutMs } }));
     }, timeoutMs);
     promise.then(
       (value) => {
