@@ -306,7 +306,7 @@ export class ImpClient extends EventEmitter {
         if ((error as CdrError).code === 'ERR_IMPCLIENT_TIMEOUT') {
           throw error;
         }
-        throw new CdrError('ERR_IMPCLIENT_UNAVAILABLE', `lookup failed on ${formatNodeAddress(connection.node)}: ${(error as Error).message}; answer from local policy and retry later`, {
+        throw new CdrError('ERR_IMPCLIENT_UNAVAILABLE', `lookup failed on ${formatNodeAddress(connection.node)}: ${(error as Error).message}; use the local policy and retry later`, {
           cause: error,
         });
       }
