@@ -7,7 +7,7 @@ GENERATED := $(PROTO_DIR)/generated
 PROTO_FILES := $(PROTO_DIR)/imp.proto $(PROTO_DIR)/control.proto $(PROTO_DIR)/replication.proto
 TS_SOURCES := $(shell find services modules test bench -name '*.ts' -not -path '*/generated/*' 2>/dev/null)
 
-.PHONY: all build run test lint bench package clean proto bench-snmp mib-lint
+.PHONY: all build run test lint bench bench-snmp bench-imp-client mib-lint package clean proto
 
 all: build
 
@@ -54,6 +54,9 @@ bench-snmp: build
 # IMP-CDR-MIB must pass smilint at level 6 without a message; SMIPATH supplies the SMIv2 base modules.
 mib-lint: node_modules/.package-lock.json
 	SMIPATH=node_modules/net-snmp/lib/mibs smilint -l 6 -s packaging/mib/IMP-CDR-MIB.txt
+# Bytes on the wire per reported session, aggregated against one Observe per session.
+bench-imp-client: build
+	$(NODE) dist/bench/imp-client-wire.js
 
 package: build
 	@echo "TODO: the Debian package is not built yet" >&2

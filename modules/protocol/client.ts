@@ -124,7 +124,14 @@ export class ImpProtocolClient {
     }
 
     for (const frame of frames) {
-      const message = proto.ServerMessage.decode(frame);
+      let message: impcdr.v1.ServerMessage;
+      try {
+        message = proto.ServerMessage.decode(frame);
+      } catch (error) {
+        this.#failPending(new CdrError('ERR_PROTO_MALFORMED_FRAME', `frame from the server is not a ServerMessage: ${(error as Error).message}`, { cause: error }));
+        this.socket.destroy();
+        return;
+      }
       this.received.push(message);
       const requestId = Number(message.requestId);
       const pending = this.#pending.get(requestId);

@@ -91,6 +91,48 @@ export interface CdrConfig {
     timeoutMs: number;
   };
   snmp: SnmpConfig;
+  /** The IMP client module on an IMP: where the repository is and how reports are batched and spooled. */
+  impClient: {
+    /** Repository nodes, "HOST:PORT" (IPv6 as "[ADDRESS]:PORT"), tried in order. @defaultValue ['127.0.0.1:7300'] */
+    nodes: string[];
+    /** IMP id sent in Hello; empty means the common name of the client certificate. @defaultValue '' */
+    impId: string;
+    /** Cluster id sent in Hello. @defaultValue 'default' */
+    clusterId: string;
+    /** IMP hardware model sent in Hello, for example "M300". @defaultValue 'M300' */
+    model: string;
+    /** OOS firmware version sent in Hello, "MAJOR.MINOR[.PATCH]". @defaultValue '2.5' */
+    oosVersion: string;
+    /** Folder with `ca.pem`, `client.pem` and `client.key` from `cdrctl client enroll`, relative to `paths.state`. @defaultValue 'imp-client' */
+    bundleDir: string;
+    /** Folder of the spool and the sequence file, relative to `paths.state`. @defaultValue 'imp-spool' */
+    spoolDir: string;
+    /** Width of an aggregation interval, in seconds. @defaultValue 60 */
+    intervalSeconds: number;
+    /** Maximum batches waiting in the spool. @defaultValue 10000 */
+    spoolMaxBatches: number;
+    /** Maximum bytes of batches waiting in the spool. @defaultValue 268435456 */
+    spoolMaxBytes: number;
+  };
+  /** The Postfix SMTPD access policy adapter `imp-cdr-policyd`. */
+  policyd: {
+    /** Address the policy server binds to. @defaultValue '127.0.0.1' */
+    host: string;
+    /** TCP port of the policy server. @defaultValue 10040 */
+    port: number;
+    /** Action returned for a client IP with verdict `trusted`. @defaultValue 'DUNNO' */
+    trusted: string;
+    /** Action returned for verdict `neutral`. @defaultValue 'DUNNO' */
+    neutral: string;
+    /** Action returned for verdict `suspect`. @defaultValue 'DEFER_IF_PERMIT Service temporarily unavailable' */
+    suspect: string;
+    /** Action returned for verdict `malicious`. @defaultValue 'REJECT Client host rejected by reputation' */
+    malicious: string;
+    /** Action returned when no verdict arrives in time or no node is reachable. @defaultValue 'DUNNO' */
+    unavailable: string;
+    /** Time a lookup may take before `unavailable` is returned, in milliseconds. @defaultValue 2000 */
+    lookupTimeoutMs: number;
+  };
 }
 
 /** SNMPv3 user of the standalone agent (USM, RFC 3414). */
@@ -196,6 +238,28 @@ export const DEFAULT_CONFIG: CdrConfig = {
     diskFreeThresholdKiB: 1024 * 1024,
     agentx: { host: '127.0.0.1', port: 705, reconnectMinMs: 1000, reconnectMaxMs: 60_000 },
     standalone: { host: '127.0.0.1', port: 1161, engineId: '', users: [], communities: [], trapTargets: [] },
+  },
+  impClient: {
+    nodes: ['127.0.0.1:7300'],
+    impId: '',
+    clusterId: 'default',
+    model: 'M300',
+    oosVersion: '2.5',
+    bundleDir: 'imp-client',
+    spoolDir: 'imp-spool',
+    intervalSeconds: 60,
+    spoolMaxBatches: 10_000,
+    spoolMaxBytes: 256 * 1024 * 1024,
+  },
+  policyd: {
+    host: '127.0.0.1',
+    port: 10040,
+    trusted: 'DUNNO',
+    neutral: 'DUNNO',
+    suspect: 'DEFER_IF_PERMIT Service temporarily unavailable',
+    malicious: 'REJECT Client host rejected by reputation',
+    unavailable: 'DUNNO',
+    lookupTimeoutMs: 2000,
   },
 };
 
@@ -310,5 +374,32 @@ export const CONFIG_SCHEMA = section({
         },
       },
     }),
+  }),
+  impClient: section({
+    nodes: {
+      type: 'array',
+      minItems: 1,
+      maxItems: 16,
+      items: { type: 'string', pattern: '^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$' },
+    },
+    impId: { type: 'string' },
+    clusterId: { type: 'string', minLength: 1 },
+    model: { type: 'string', minLength: 1 },
+    oosVersion: { type: 'string', pattern: '^[0-9]+\\.[0-9]+(\\.[0-9]+)?$' },
+    bundleDir: { type: 'string', minLength: 1 },
+    spoolDir: { type: 'string', minLength: 1 },
+    intervalSeconds: integer(1, 3600),
+    spoolMaxBatches: integer(1, 10_000_000),
+    spoolMaxBytes: integer(1024, 64 * 1024 * 1024 * 1024),
+  }),
+  policyd: section({
+    host: { type: 'string', minLength: 1 },
+    port: integer(0, 65535),
+    trusted: { type: 'string', minLength: 1 },
+    neutral: { type: 'string', minLength: 1 },
+    suspect: { type: 'string', minLength: 1 },
+    malicious: { type: 'string', minLength: 1 },
+    unavailable: { type: 'string', minLength: 1 },
+    lookupTimeoutMs: integer(10, 60_000),
   }),
 });

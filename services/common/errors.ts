@@ -62,6 +62,19 @@ export const ERROR_CODES = {
   ERR_SNMP_MASTER_UNAVAILABLE: 'The AgentX master agent is not reachable',
   ERR_SNMP_REGISTER_FAILED: 'The AgentX master agent rejected a registration',
   ERR_SNMP_NOTIFY_FAILED: 'A notification could not be sent',
+  // IMP client module, the replay tool and the Postfix policy adapter (modules/imp-client).
+  ERR_IMPCLIENT_NO_NODE: 'No repository node is configured',
+  ERR_IMPCLIENT_UNAVAILABLE: 'No repository node is reachable',
+  ERR_IMPCLIENT_HELLO_REJECTED: 'The repository rejected the Hello of this IMP',
+  ERR_IMPCLIENT_TIMEOUT: 'The repository did not answer in time',
+  ERR_IMPCLIENT_STATE: 'The IMP client state folder is unusable',
+  ERR_IMPCLIENT_SPOOL_FULL: 'The spool is full and a batch was dropped',
+  ERR_IMPCLIENT_SPOOL_CORRUPT: 'A spool file does not decode',
+  ERR_IMPCLIENT_INVALID_REPORT: 'Session report is invalid',
+  ERR_IMPCLIENT_STOPPED: 'The IMP client is stopped',
+  ERR_REPLAY_INPUT: 'Replay input cannot be read',
+  ERR_REPLAY_MESSAGE: 'Message cannot be used for replay',
+  ERR_POLICYD_REQUEST: 'Policy delegation request is invalid',
 } as const;
 
 /** Stable identifier of an error condition. */
