@@ -28,6 +28,9 @@ export class ControlClient {
         pending?.resolve(response);
       }
     });
+    // A socket error is always followed by 'close', which rejects what is pending; without this
+    // listener the error would be thrown and end the process.
+    socket.on('error', () => undefined);
     socket.on('close', () => {
       for (const pending of this.#pending.values()) {
         pending.reject(new CdrError('ERR_CONTROL_UNAVAILABLE', 'the repository closed the control connection'));
