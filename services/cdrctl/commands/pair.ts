@@ -104,13 +104,30 @@ async function join(
   codeOption: string | undefined,
 ): Promise<number> {
   const { host, port } = parseHostPort(target);
+  const prompter = new Prompter();
+  try {
+    return await joinWith(context, client, prompter, host, port, fingerprintOption, codeOption);
+  } finally {
+    prompter.close();
+  }
+}
+
+async function joinWith(
+  context: CommandContext,
+  client: PairingClient,
+  prompter: Prompter,
+  host: string,
+  port: number,
+  fingerprintOption: string | undefined,
+  codeOption: string | undefined,
+): Promise<number> {
   let fingerprint: string;
   if (fingerprintOption !== undefined) {
     fingerprint = checkFingerprint(fingerprintOption);
   } else {
     const { probe } = await client.call({ probe: { host, port } });
     fingerprint = probe!.hostKeyFingerprint!;
-    const answer = await ask(
+    const answer = await prompter.ask(
       context,
       `The pairing service at ${host}:${port} has SSH host key\n  ${fingerprint}\n` +
         'Is this the fingerprint "cdrctl pair open" shows on that node? (yes/no) ',
@@ -120,7 +137,7 @@ async function join(
     }
   }
 
-  const code = codeOption ?? (await ask(context, 'Pairing code: '));
+  const code = codeOption ?? (await prompter.ask(context, 'Pairing code: '));
   if (code.trim() === '') {
     throw usageError('the pairing code is empty; type the code "cdrctl pair open" printed on the other node');
   }
@@ -231,20 +248,42 @@ function certificateFingerprint(pem: string): string {
   }
 }
 
-/** Asks one question on stderr and reads the answer line from stdin. */
-async function ask(context: CommandContext, question: string): Promise<string> {
-  const prompt = createInterface({ input: process.stdin, output: process.stderr, terminal: false });
-  try {
+/**
+ * Reads answers line by line from standard input. One readline interface serves every question,
+ * because a second interface would lose lines the first one had already buffered.
+ */
+class Prompter {
+  readonly #lines: string[] = [];
+  readonly #waiters: Array<(line: string | undefined) => void> = [];
+  #interface: ReturnType<typeof createInterface> | undefined;
+  #ended = false;
+
+  /** Writes `question` to stderr and returns the next line of stdin. @throws CdrError `ERR_PAIR_CANCELLED` at end of input */
+  async ask(context: CommandContext, question: string): Promise<string> {
     context.stderr(question);
-    const line = await new Promise<string | undefined>((resolveLine) => {
-      prompt.once('line', resolveLine);
-      prompt.once('close', () => resolveLine(undefined));
-    });
+    this.#start();
+    const line = this.#lines.shift() ?? (this.#ended ? undefined : await new Promise<string | undefined>((resolveLine) => this.#waiters.push(resolveLine)));
     if (line === undefined) {
       throw new CdrError('ERR_PAIR_CANCELLED', 'standard input ended before an answer; nothing was changed');
     }
     return line;
-  } finally {
-    prompt.close();
+  }
+
+  close(): void {
+    this.#interface?.close();
+  }
+
+  #start(): void {
+    if (this.#interface) return;
+    this.#interface = createInterface({ input: process.stdin, terminal: false });
+    this.#interface.on('line', (line) => {
+      const waiter = this.#waiters.shift();
+      if (waiter) waiter(line);
+      else this.#lines.push(line);
+    });
+    this.#interface.on('close', () => {
+      this.#ended = true;
+      for (const waiter of this.#waiters.splice(0)) waiter(undefined);
+    });
   }
 }

@@ -1,0 +1,395 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join as joinPath } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+import test from 'ava';
+
+import { parseHostPort } from '../services/cdrctl/commands/pair.js';
+import { removeNode, type TestNode } from './helpers/node.js';
+import {
+  cdrctlWithInput,
+  errorCode,
+  peerFile,
+  runTool,
+  startPairingDaemon,
+  startPairingNode,
+  type CommandResult,
+  type PairingNode,
+} from './helpers/pairing.js';
+
+// Two nodes pair and unpair many times; the tests run one after the other and each starts unpaired.
+let a: PairingNode;
+let b: PairingNode;
+const extra: PairingNode[] = [];
+
+test.before(async () => {
+  [a, b] = await Promise.all([startPairingNode(), startPairingNode()]);
+});
+
+test.after.always(async () => {
+  for (const node of [a, b, ...extra]) {
+    if (!node) continue;
+    await node.daemon.stop();
+    await node.node.stop();
+    removeNode(node.node);
+  }
+});
+
+test.beforeEach(async () => {
+  for (const node of [a, b]) {
+    await cdrctlWithInput(node.node, ['unpair', '--local-only']);
+    await cdrctlWithInput(node.node, ['pair', 'close']);
+  }
+});
+
+interface Opened {
+  code: string;
+  fingerprint: string;
+  port: number;
+}
+
+async function open(node: PairingNode, args: string[] = []): Promise<Opened> {
+  const result = await cdrctlWithInput(node.node, ['pair', 'open', ...args]);
+  if (result.code !== 0) throw new Error(`pair open failed: ${result.stderr}`);
+  return {
+    code: /^pairing code: +(\S+)$/m.exec(result.stdout)![1]!,
+    fingerprint: /^SSH host key: +(\S+)$/m.exec(result.stdout)![1]!,
+    port: Number(/ on 127\.0\.0\.1:(\d+)$/m.exec(result.stdout)![1]),
+  };
+}
+
+function join(node: PairingNode, target: PairingNode, fingerprint: string, code: string): Promise<CommandResult> {
+  return cdrctlWithInput(node.node, ['pair', 'join', `127.0.0.1:${target.daemon.port}`, '--fingerprint', fingerprint, '--code', code]);
+}
+
+interface PairJson {
+  nodeId: string;
+  replicationState: string;
+  peer: { nodeId: string; host: string; replicationPort: number; sshHostKeyFingerprint: string; certificateFingerprint: string } | null;
+  window: { state: string; attempts: number; maxAttempts: number; hostKeyFingerprint: string } | null;
+}
+
+async function pairStatus(node: PairingNode): Promise<PairJson> {
+  const result = await cdrctlWithInput(node.node, ['pair', 'status', '--json']);
+  if (result.code !== 0) throw new Error(`pair status failed: ${result.stderr}`);
+  return JSON.parse(result.stdout) as PairJson;
+}
+
+/** What a refusal must leave unchanged on a node: its peer.json and the peer in pair status. */
+async function peerState(node: PairingNode): Promise<{ file: string | null; peer: PairJson['peer']; replicationState: string }> {
+  const status = await pairStatus(node);
+  return { file: peerFile(node.node), peer: status.peer, replicationState: status.replicationState };
+}
+
+function replicationCertificate(node: TestNode): string {
+  return readFileSync(joinPath(node.dir, 'tls', 'replication.pem'), 'utf8');
+}
+
+test.serial('pair open fingerprint matches ssh-keyscan', async (t) => {
+  const opened = await open(b);
+  const scan = await runTool('ssh-keyscan', ['-T', '5', '-t', 'ed25519', '-p', String(b.daemon.port), '127.0.0.1']);
+  t.is(scan.code, 0, scan.stderr);
+  const fingerprint = await runTool('ssh-keygen', ['-l', '-f', '-'], scan.stdout);
+
+  t.is(fingerprint.code, 0, fingerprint.stderr);
+  t.is(fingerprint.stdout.trim(), `256 ${opened.fingerprint} [127.0.0.1]:${b.daemon.port} (ED25519)`);
+  t.is(opened.fingerprint, b.daemon.fingerprint);
+  t.regex(opened.code, /^[2-9A-HJKMNP-Z]{4}-[2-9A-HJKMNP-Z]{4}$/);
+});
+
+test.serial('pairing stores both peer records', async (t) => {
+  const opened = await open(b);
+  const result = await join(a, b, opened.fingerprint, opened.code);
+  t.is(result.code, 0, result.stderr);
+
+  const statusA = await pairStatus(a);
+  const statusB = await pairStatus(b);
+  t.is(statusA.peer?.nodeId, statusB.nodeId);
+  t.is(statusB.peer?.nodeId, statusA.nodeId);
+  t.is(statusA.peer?.sshHostKeyFingerprint, b.daemon.fingerprint);
+  t.is(statusB.peer?.sshHostKeyFingerprint, a.daemon.fingerprint);
+  t.is(statusA.peer?.replicationPort, b.replicationPort);
+  t.is(statusB.peer?.replicationPort, a.replicationPort);
+  t.is(statusA.replicationState, 'disconnected');
+  t.is(statusB.window?.state, 'closed', 'a completed pairing closes the window');
+
+  const recordA = JSON.parse(peerFile(a.node)!) as { nodeId: string; certificatePem: string };
+  const recordB = JSON.parse(peerFile(b.node)!) as { nodeId: string; certificatePem: string };
+  t.is(recordA.certificatePem, replicationCertificate(b.node), 'A pins B\'s replication certificate');
+  t.is(recordB.certificatePem, replicationCertificate(a.node), 'B pins A\'s replication certificate');
+  t.regex(result.stdout, new RegExp(`^paired with ${statusB.nodeId} `));
+});
+
+test.serial('pairing code is never logged', async (t) => {
+  const opened = await open(b);
+  const wrong = await join(a, b, opened.fingerprint, 'ZZZZ-ZZZZ');
+  t.is(errorCode(wrong), 'ERR_PAIR_CODE_INVALID');
+  const result = await join(a, b, opened.fingerprint, opened.code);
+  t.is(result.code, 0, result.stderr);
+
+  const logs = [...a.daemon.output, ...b.daemon.output, ...a.node.output, ...b.node.output].join('\n');
+  t.false(logs.includes(opened.code), 'the code as shown');
+  t.false(logs.includes(opened.code.replace('-', '')), 'the code without its hyphen');
+  t.false(logs.includes('ZZZZ-ZZZZ'), 'a wrong code');
+});
+
+const refusals: Array<{ name: string; code: string; run: () => Promise<CommandResult> }> = [
+  {
+    name: 'wrong code',
+    code: 'ERR_PAIR_CODE_INVALID',
+    run: async () => {
+      const opened = await open(b);
+      return join(a, b, opened.fingerprint, opened.code === 'ABCD-EFGH' ? 'ABCD-EFGJ' : 'ABCD-EFGH');
+    },
+  },
+  {
+    name: 'no window open',
+    code: 'ERR_PAIR_WINDOW_CLOSED',
+    run: async () => join(a, b, b.daemon.fingerprint, 'ABCD-EFGH'),
+  },
+  {
+    name: 'expired window',
+    code: 'ERR_PAIR_WINDOW_EXPIRED',
+    run: async () => {
+      const opened = await open(b, ['--seconds', '1']);
+      await sleep(1500);
+      return join(a, b, opened.fingerprint, opened.code);
+    },
+  },
+  {
+    name: 'three wrong codes lock the window',
+    code: 'ERR_PAIR_TOO_MANY_ATTEMPTS',
+    run: async () => {
+      const opened = await open(b);
+      for (let attempt = 0; attempt < 3; attempt += 1) {
+        const wrong = await join(a, b, opened.fingerprint, 'ZZZZ-ZZZZ');
+        if (errorCode(wrong) !== 'ERR_PAIR_CODE_INVALID') throw new Error(`attempt ${attempt + 1}: ${wrong.stderr}`);
+      }
+      return join(a, b, opened.fingerprint, opened.code);
+    },
+  },
+  {
+    name: 'fingerprint of another key',
+    code: 'ERR_PAIR_FINGERPRINT_MISMATCH',
+    run: async () => {
+      const opened = await open(b);
+      return join(a, b, a.daemon.fingerprint, opened.code);
+    },
+  },
+  {
+    name: 'fingerprint not in SHA256 form',
+    code: 'ERR_PAIR_FINGERPRINT_INVALID',
+    run: async () => {
+      const opened = await open(b);
+      return join(a, b, opened.fingerprint.replace('SHA256:', 'MD5:'), opened.code);
+    },
+  },
+  {
+    name: 'fingerprint one character short',
+    code: 'ERR_PAIR_FINGERPRINT_INVALID',
+    run: async () => {
+      const opened = await open(b);
+      return join(a, b, opened.fingerprint.slice(0, -1), opened.code);
+    },
+  },
+  {
+    name: 'join of its own window',
+    code: 'ERR_PAIR_SELF',
+    run: async () => {
+      const opened = await open(a);
+      return join(a, a, opened.fingerprint, opened.code);
+    },
+  },
+  {
+    name: 'nothing listening on the port',
+    code: 'ERR_PAIR_UNREACHABLE',
+    run: async () => cdrctlWithInput(a.node, ['pair', 'join', '127.0.0.1:1', '--fingerprint', b.daemon.fingerprint, '--code', 'ABCD-EFGH']),
+  },
+];
+
+for (const refusal of refusals) {
+  test.serial(`pairing rejected: ${refusal.name}`, async (t) => {
+    const beforeA = await peerState(a);
+    const beforeB = await peerState(b);
+
+    const result = await refusal.run();
+
+    t.is(result.code, 1, result.stderr);
+    t.is(errorCode(result), refusal.code, result.stderr);
+    t.deepEqual(await peerState(a), beforeA, 'node A unchanged');
+    t.deepEqual(await peerState(b), beforeB, 'node B unchanged');
+    t.is(beforeA.file, null);
+    t.is(beforeB.file, null);
+  });
+}
+
+test.serial('two wrong codes then right one pairs', async (t) => {
+  const opened = await open(b);
+  for (const left of [2, 1]) {
+    const wrong = await join(a, b, opened.fingerprint, 'ZZZZ-ZZZZ');
+    t.is(errorCode(wrong), 'ERR_PAIR_CODE_INVALID');
+    t.regex(wrong.stderr, new RegExp(`${left} attempts? left`));
+  }
+  t.is((await pairStatus(b)).window?.attempts, 2);
+
+  const result = await join(a, b, opened.fingerprint, opened.code.toLowerCase());
+  t.is(result.code, 0, result.stderr);
+  t.is((await pairStatus(b)).peer?.nodeId, (await pairStatus(a)).nodeId);
+});
+
+test.serial('refusal keeps an existing pairing', async (t) => {
+  const opened = await open(b);
+  t.is((await join(a, b, opened.fingerprint, opened.code)).code, 0);
+  const beforeA = await peerState(a);
+  const beforeB = await peerState(b);
+
+  const again = await open(b);
+  const wrong = await join(a, b, again.fingerprint, 'ZZZZ-ZZZZ');
+  t.is(errorCode(wrong), 'ERR_PAIR_CODE_INVALID');
+  const mismatch = await join(a, b, a.daemon.fingerprint, again.code);
+  t.is(errorCode(mismatch), 'ERR_PAIR_FINGERPRINT_MISMATCH');
+
+  t.deepEqual(await peerState(a), beforeA);
+  t.deepEqual(await peerState(b), beforeB);
+});
+
+test.serial('pair open window length limits', async (t) => {
+  for (const seconds of ['1', '3600']) {
+    const result = await cdrctlWithInput(b.node, ['pair', 'open', '--seconds', seconds]);
+    t.is(result.code, 0, `--seconds ${seconds}: ${result.stderr}`);
+  }
+  for (const seconds of ['0', '3601', '1.5', 'ten']) {
+    const result = await cdrctlWithInput(b.node, ['pair', 'open', '--seconds', seconds]);
+    t.is(result.code, 2, `--seconds ${seconds}`);
+    t.is(errorCode(result), 'ERR_CLI_USAGE', `--seconds ${seconds}`);
+  }
+});
+
+test.serial('join target parsing', (t) => {
+  t.deepEqual(parseHostPort('127.0.0.1'), { host: '127.0.0.1', port: 7302 });
+  t.deepEqual(parseHostPort('127.0.0.1:1'), { host: '127.0.0.1', port: 1 });
+  t.deepEqual(parseHostPort('127.0.0.1:65535'), { host: '127.0.0.1', port: 65535 });
+  t.deepEqual(parseHostPort('[::1]:7400'), { host: '::1', port: 7400 });
+  t.deepEqual(parseHostPort('[::1]'), { host: '::1', port: 7302 });
+  for (const bad of ['127.0.0.1:0', '127.0.0.1:65536', '127.0.0.1:', ':7302', '::1', '127.0.0.1:72a', '']) {
+    const error = t.throws(() => parseHostPort(bad), undefined, bad);
+    t.is((error as { code?: string }).code, 'ERR_CLI_USAGE', bad);
+  }
+});
+
+test.serial('keyboard-interactive client rejected, daemon serves on', async (t) => {
+  const scan = await runTool('ssh-keyscan', ['-T', '5', '-t', 'ed25519', '-p', String(b.daemon.port), '127.0.0.1']);
+  const knownHosts = joinPath(b.node.dir, 'known_hosts');
+  writeFileSync(knownHosts, scan.stdout);
+
+  const ssh = await runTool('ssh', [
+    '-F', '/dev/null',
+    '-p', String(b.daemon.port),
+    '-o', `UserKnownHostsFile=${knownHosts}`,
+    '-o', 'StrictHostKeyChecking=yes',
+    '-o', 'PreferredAuthentications=keyboard-interactive',
+    '-o', 'KbdInteractiveAuthentication=yes',
+    '-o', 'PasswordAuthentication=no',
+    '-o', 'PubkeyAuthentication=no',
+    '-o', 'IdentityAgent=none',
+    '-o', 'ConnectTimeout=5',
+    '-o', 'NumberOfPasswordPrompts=1',
+    'cdr-pair@127.0.0.1',
+    'true',
+  ], '');
+
+  t.is(ssh.code, 255);
+  t.regex(ssh.stderr, /Permission denied \(publickey,password\)/);
+  t.is(b.daemon.process.exitCode, null, 'the daemon is still running');
+
+  const opened = await open(b);
+  const result = await join(a, b, opened.fingerprint, opened.code);
+  t.is(result.code, 0, `a pairing after the rejected client works: ${result.stderr}`);
+});
+
+test.serial('unpair clears both nodes', async (t) => {
+  const opened = await open(b);
+  t.is((await join(a, b, opened.fingerprint, opened.code)).code, 0);
+
+  const result = await cdrctlWithInput(a.node, ['unpair']);
+  t.is(result.code, 0, result.stderr);
+  t.is(peerFile(a.node), null);
+  t.is(peerFile(b.node), null);
+  t.is((await pairStatus(a)).replicationState, 'unpaired');
+  t.is((await pairStatus(b)).replicationState, 'unpaired');
+});
+
+test.serial('unpair from the window node', async (t) => {
+  const opened = await open(b);
+  t.is((await join(a, b, opened.fingerprint, opened.code)).code, 0);
+
+  const result = await cdrctlWithInput(b.node, ['unpair']);
+  t.is(result.code, 0, result.stderr);
+  t.is(peerFile(a.node), null);
+  t.is(peerFile(b.node), null);
+});
+
+test.serial('unpair without a peer fails', async (t) => {
+  const result = await cdrctlWithInput(a.node, ['unpair']);
+  t.is(result.code, 1);
+  t.is(errorCode(result), 'ERR_PAIR_NOT_PAIRED');
+});
+
+test.serial('replacement node pairs with survivor', async (t) => {
+  const opened = await open(b);
+  t.is((await join(a, b, opened.fingerprint, opened.code)).code, 0);
+  const survivorBefore = await pairStatus(b);
+
+  // A fresh node with new state stands in for a failed node that was rebuilt.
+  const fresh = await startPairingNode();
+  extra.push(fresh);
+  const again = await open(b);
+  const result = await join(fresh, b, again.fingerprint, again.code);
+  t.is(result.code, 0, result.stderr);
+
+  const survivor = await pairStatus(b);
+  const replacement = await pairStatus(fresh);
+  t.not(survivor.peer?.nodeId, survivorBefore.peer?.nodeId);
+  t.is(survivor.peer?.nodeId, replacement.nodeId);
+  t.is(survivor.peer?.sshHostKeyFingerprint, fresh.daemon.fingerprint);
+  t.is(replacement.peer?.nodeId, survivor.nodeId);
+
+  // The replaced node's key is no longer pinned on the survivor, so it cannot unpair it.
+  const stale = await cdrctlWithInput(a.node, ['unpair']);
+  t.is(errorCode(stale), 'ERR_PAIR_AUTH_REJECTED', stale.stderr);
+  t.is((await pairStatus(b)).peer?.nodeId, replacement.nodeId);
+  t.not(peerFile(a.node), null, 'the refused unpair left the stale node as it was');
+
+  await cdrctlWithInput(fresh.node, ['unpair', '--local-only']);
+});
+
+test.serial('interactive join confirms and asks code', async (t) => {
+  const opened = await open(b);
+  const result = await cdrctlWithInput(a.node, ['pair', 'join', `127.0.0.1:${b.daemon.port}`], `yes\n${opened.code}\n`);
+
+  t.is(result.code, 0, result.stderr);
+  t.true(result.stderr.includes(`has SSH host key\n  ${opened.fingerprint}\n`));
+  t.regex(result.stderr, /Pairing code: $/);
+  t.is((await pairStatus(a)).peer?.sshHostKeyFingerprint, opened.fingerprint);
+});
+
+test.serial('interactive join declined changes nothing', async (t) => {
+  const opened = await open(b);
+  for (const answer of ['no\n', 'y\n', '']) {
+    const result = await cdrctlWithInput(a.node, ['pair', 'join', `127.0.0.1:${b.daemon.port}`], answer);
+    t.is(errorCode(result), 'ERR_PAIR_CANCELLED', JSON.stringify(answer));
+  }
+  t.is(peerFile(a.node), null);
+  t.is(peerFile(b.node), null);
+  const window = (await pairStatus(b)).window!;
+  t.is(window.state, 'open');
+  t.is(window.attempts, 0, 'declining never sent a code');
+  t.truthy(opened.code);
+});
+
+test.serial('host key survives a daemon restart', async (t) => {
+  const before = b.daemon.fingerprint;
+  await b.daemon.stop();
+  b.daemon = await startPairingDaemon(b.node);
+  t.is(b.daemon.fingerprint, before);
+});
