@@ -3,8 +3,10 @@ import { join as joinPath } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import test from 'ava';
+import ssh2 from 'ssh2';
 
 import { parseHostPort } from '../services/cdrctl/commands/pair.js';
+import { fingerprintOf } from '../services/pairing/host-key.js';
 import { removeNode, type TestNode } from './helpers/node.js';
 import {
   cdrctlWithInput,
@@ -392,4 +394,83 @@ test.serial('host key survives a daemon restart', async (t) => {
   await b.daemon.stop();
   b.daemon = await startPairingDaemon(b.node);
   t.is(b.daemon.fingerprint, before);
+});
+
+/** Waits up to 5 s for a log line of `node`'s pairing daemon that matches `predicate`. */
+async function waitForLine(node: PairingNode, predicate: (line: string) => boolean): Promise<boolean> {
+  for (let waited = 0; waited < 5000; waited += 50) {
+    if (node.daemon.output.some(predicate)) return true;
+    await sleep(50);
+  }
+  return false;
+}
+
+/** Connects a raw ssh2 client to `node`'s pairing port with its host key pinned; resolves on ready or error. */
+function rawClient(node: PairingNode, username: string, methods: ssh2.AnyAuthMethod[]): Promise<{ client: ssh2.Client; error?: Error & { level?: string } }> {
+  return new Promise((resolveConnect) => {
+    const client = new ssh2.Client();
+    client.on('error', (error: Error & { level?: string }) => resolveConnect({ client, error }));
+    client.on('ready', () => resolveConnect({ client }));
+    client.connect({
+      host: '127.0.0.1',
+      port: node.daemon.port,
+      readyTimeout: 5000,
+      hostVerifier: (key: Buffer) => fingerprintOf(key) === node.daemon.fingerprint,
+      username,
+      authHandler: methods,
+    });
+  });
+}
+
+test.serial('ssh2 client with keyboard-interactive only rejected', async (t) => {
+  const { client, error } = await rawClient(b, 'cdr-pair', [
+      {
+        type: 'keyboard-interactive',
+        username: 'cdr-pair',
+        prompt: (_name, _instructions, _lang, _prompts, finish) => finish(['ABCD-EFGH']),
+      },
+    ]);
+  client.end();
+
+  t.is(error?.level, 'client-authentication');
+  t.true(
+    await waitForLine(b, (line) => line.includes('"method":"keyboard-interactive"') && line.includes('rejected authentication method')),
+    'the daemon logged the rejected method',
+  );
+  t.is(b.daemon.process.exitCode, null);
+  t.is((await pairStatus(b)).window?.state, 'closed', 'the daemon still answers');
+});
+
+test.serial('unpair user with unpinned key rejected', async (t) => {
+  const opened = await open(b);
+  t.is((await join(a, b, opened.fingerprint, opened.code)).code, 0);
+
+  const stranger = ssh2.utils.generateKeyPairSync('ed25519');
+  const { client, error } = await rawClient(b, 'cdr-unpair', [{ type: 'publickey', username: 'cdr-unpair', key: stranger.private }]);
+  client.end();
+
+  t.is(error?.level, 'client-authentication');
+  t.is((await pairStatus(b)).peer?.nodeId, (await pairStatus(a)).nodeId, 'B is still paired with A');
+});
+
+test.serial('shell and exec requests rejected', async (t) => {
+  await open(b);
+  const key = ssh2.utils.generateKeyPairSync('ed25519');
+  const { client, error } = await rawClient(b, 'cdr-pair', [
+      { type: 'publickey', username: 'cdr-pair', key: key.private },
+      { type: 'password', username: 'cdr-pair', password: 'ZZZZ-ZZZZ' },
+    ]);
+  t.is(error, undefined);
+
+  const execError = await new Promise<Error | undefined>((resolveExec) => client.exec('id', (failure) => resolveExec(failure)));
+  const shellError = await new Promise<Error | undefined>((resolveShell) => client.shell((failure) => resolveShell(failure)));
+  const sftpError = await new Promise<Error | undefined>((resolveSftp) => client.sftp((failure) => resolveSftp(failure)));
+  client.end();
+
+  t.truthy(execError, 'exec');
+  t.truthy(shellError, 'shell');
+  t.truthy(sftpError, 'sftp');
+  t.is(b.daemon.process.exitCode, null);
+  t.is((await pairStatus(b)).window?.attempts, 1, 'the wrong code counted as one attempt');
+  t.is(peerFile(b.node), null);
 });

@@ -5,7 +5,7 @@
  */
 
 import ssh2 from 'ssh2';
-import type { AuthenticationType, ClientChannel } from 'ssh2';
+import type { ClientChannel } from 'ssh2';
 
 import { CdrError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
@@ -123,7 +123,7 @@ export function connectPinned(options: {
       });
     });
 
-    const methods: Array<{ type: AuthenticationType; username: string; key?: ssh2.ParsedKey; password?: string }> = [
+    const methods: ssh2.AnyAuthMethod[] = [
       { type: 'publickey', username: options.username, key: options.hostKey.parsed },
     ];
     if (options.password !== undefined) {
@@ -139,7 +139,7 @@ export function connectPinned(options: {
         presented = fingerprintOf(key);
         return presented === expectedFingerprint;
       },
-      authHandler: methods as ssh2.AuthMethod[],
+      authHandler: methods,
     });
   });
 }

@@ -31,6 +31,9 @@ export const UNPAIR_USER = 'cdr-unpair';
 /** Authentication requests one connection may send before it is closed. */
 const MAX_AUTH_REQUESTS = 8;
 
+/** Connections served at once; pairing needs one, and more are closed by the listener. */
+const MAX_CONNECTIONS = 16;
+
 export interface PairingServerContext {
   hostKey: HostKey;
   window: PairingWindow;
@@ -63,6 +66,7 @@ export class PairingSshServer {
     this.#server = new ssh2.Server({ hostKeys: [context.hostKey.privateKey], ident: 'imp-cdr-pairing' }, (connection, info) =>
       this.#accept(connection, info),
     );
+    this.#server.maxConnections = MAX_CONNECTIONS;
     this.#server.on('error', (error: Error) => this.#log.error({ err: error }, 'pairing SSH listener error'));
   }
 
@@ -91,15 +95,17 @@ export class PairingSshServer {
     this.#connections.add(connection);
     log.info({ client: info.header.versions.software }, 'pairing connection opened');
 
-    const authTimer = setTimeout(() => {
-      log.warn({ timeoutMs: this.#context.timeoutMs }, 'closing pairing connection: no authentication in time');
+    // A connection has `timeoutMs` to authenticate and start the pairing subsystem; after that, each
+    // PeerFrame has its own timeout.
+    const startTimer = setTimeout(() => {
+      log.warn({ timeoutMs: this.#context.timeoutMs }, 'closing pairing connection: no pairing subsystem started in time');
       connection.end();
     }, this.#context.timeoutMs);
-    authTimer.unref();
+    startTimer.unref();
 
     connection.on('error', (error: Error) => log.warn({ err: error }, 'pairing connection error'));
     connection.on('close', () => {
-      clearTimeout(authTimer);
+      clearTimeout(startTimer);
       this.#connections.delete(connection);
       log.info('pairing connection closed');
     });
@@ -116,12 +122,11 @@ export class PairingSshServer {
       });
     });
     connection.on('ready', () => {
-      clearTimeout(authTimer);
       log.info({ user: auth.user, clientKey: auth.clientKeyFingerprint }, 'pairing client authenticated');
     });
     connection.on('session', (acceptSession) => {
       const session = acceptSession();
-      this.#serveSession(session, connection, auth, info.ip, log);
+      this.#serveSession(session, connection, auth, info.ip, log, () => clearTimeout(startTimer));
     });
     connection.on('request', (_accept, reject, name) => {
       log.warn({ request: name }, 'rejected global request');
@@ -187,7 +192,7 @@ export class PairingSshServer {
     context.reject(allowed);
   }
 
-  #serveSession(session: Session, connection: Connection, auth: ConnectionAuth, address: string, log: Logger): void {
+  #serveSession(session: Session, connection: Connection, auth: ConnectionAuth, address: string, log: Logger, started: () => void): void {
     session.on('error', (error: Error) => log.warn({ err: error }, 'pairing session error'));
     session.on('subsystem', (acceptSubsystem, rejectSubsystem, request) => {
       if (request.name !== PAIRING_SUBSYSTEM || !auth.user) {
@@ -196,6 +201,7 @@ export class PairingSshServer {
         return;
       }
       const stream = acceptSubsystem();
+      started();
       stream.on('error', (error: Error) => log.warn({ err: error }, 'pairing channel error'));
       const channel = new PeerChannel(stream);
       const exchange = auth.user === PAIR_USER ? this.#pair(channel, auth, address, log) : this.#unpair(channel, log);
