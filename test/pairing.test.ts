@@ -474,3 +474,36 @@ test.serial('shell and exec requests rejected', async (t) => {
   t.is((await pairStatus(b)).window?.attempts, 1, 'the wrong code counted as one attempt');
   t.is(peerFile(b.node), null);
 });
+
+test.serial('unpair with peer unreachable changes nothing', async (t) => {
+  const opened = await open(b);
+  t.is((await join(a, b, opened.fingerprint, opened.code)).code, 0);
+  const beforeA = await peerState(a);
+  const beforeB = await peerState(b);
+
+  await b.daemon.stop();
+  try {
+    const result = await cdrctlWithInput(a.node, ['unpair']);
+    t.is(errorCode(result), 'ERR_PAIR_UNREACHABLE', result.stderr);
+    t.deepEqual(await peerState(a), beforeA);
+  } finally {
+    b.daemon = await startPairingDaemon(b.node);
+  }
+  t.deepEqual(await peerState(b), beforeB);
+});
+
+test.serial('peer rejecting the identity restores the joiner', async (t) => {
+  // A repository that advertises replication port 0 has an identity no peer accepts.
+  const invalid = await startPairingNode({ replicationPort: 0 });
+  extra.push(invalid);
+  const opened = await open(b);
+
+  const result = await join(invalid, b, opened.fingerprint, opened.code);
+
+  t.is(errorCode(result), 'ERR_PEER_INVALID', result.stderr);
+  t.regex(result.stderr, /replicationPort/);
+  t.is(peerFile(invalid.node), null, 'the joining node put back its previous state');
+  t.is((await pairStatus(invalid)).replicationState, 'unpaired');
+  t.is(peerFile(b.node), null);
+  t.is((await pairStatus(b)).window?.state, 'open', 'the window stays open for another try');
+});

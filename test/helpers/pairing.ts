@@ -43,9 +43,13 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** Starts a repository and a pairing daemon sharing one configuration; `pairingConfig` adds `pairing` keys. */
-export async function startPairingNode(pairingConfig: string[] = []): Promise<PairingNode> {
-  const replicationPort = await freePort();
+/**
+ * Starts a repository and a pairing daemon sharing one configuration. `pairingConfig` adds lines to the
+ * `pairing` section; `replicationPort` replaces the free port the repository advertises.
+ */
+export async function startPairingNode(options: { pairingConfig?: string[]; replicationPort?: number } = {}): Promise<PairingNode> {
+  const replicationPort = options.replicationPort ?? (await freePort());
+  const pairingConfig = options.pairingConfig ?? [];
   const node = await startNode({
     extraConfig: [
       'replication:',
