@@ -77,7 +77,7 @@ async function pairStatus(node: PairingNode): Promise<PairJson> {
   return JSON.parse(result.stdout) as PairJson;
 }
 
-/** What a refusal must leave unchanged on a node: its peer.json and the peer in pair status. */
+/** What a rejection must leave unchanged on a node: its peer.json and the peer in pair status. */
 async function peerState(node: PairingNode): Promise<{ file: string | null; peer: PairJson['peer']; replicationState: string }> {
   const status = await pairStatus(node);
   return { file: peerFile(node.node), peer: status.peer, replicationState: status.replicationState };
@@ -135,7 +135,7 @@ test.serial('pairing code is never logged', async (t) => {
   t.false(logs.includes('ZZZZ-ZZZZ'), 'a wrong code');
 });
 
-const refusals: Array<{ name: string; code: string; run: () => Promise<CommandResult> }> = [
+const rejections: Array<{ name: string; code: string; run: () => Promise<CommandResult> }> = [
   {
     name: 'wrong code',
     code: 'ERR_PAIR_CODE_INVALID',
@@ -209,15 +209,15 @@ const refusals: Array<{ name: string; code: string; run: () => Promise<CommandRe
   },
 ];
 
-for (const refusal of refusals) {
-  test.serial(`pairing rejected: ${refusal.name}`, async (t) => {
+for (const rejection of rejections) {
+  test.serial(`pairing rejected: ${rejection.name}`, async (t) => {
     const beforeA = await peerState(a);
     const beforeB = await peerState(b);
 
-    const result = await refusal.run();
+    const result = await rejection.run();
 
     t.is(result.code, 1, result.stderr);
-    t.is(errorCode(result), refusal.code, result.stderr);
+    t.is(errorCode(result), rejection.code, result.stderr);
     t.deepEqual(await peerState(a), beforeA, 'node A unchanged');
     t.deepEqual(await peerState(b), beforeB, 'node B unchanged');
     t.is(beforeA.file, null);
@@ -239,7 +239,7 @@ test.serial('two wrong codes then right one pairs', async (t) => {
   t.is((await pairStatus(b)).peer?.nodeId, (await pairStatus(a)).nodeId);
 });
 
-test.serial('refusal keeps an existing pairing', async (t) => {
+test.serial('rejection keeps an existing pairing', async (t) => {
   const opened = await open(b);
   t.is((await join(a, b, opened.fingerprint, opened.code)).code, 0);
   const beforeA = await peerState(a);
@@ -342,7 +342,7 @@ test.serial('replacement node pairs with survivor', async (t) => {
   t.is((await join(a, b, opened.fingerprint, opened.code)).code, 0);
   const survivorBefore = await pairStatus(b);
 
-  // A fresh node with new state stands in for a failed node that was rebuilt.
+  // A fresh node with new state plays the failed node after it was rebuilt.
   const fresh = await startPairingNode();
   extra.push(fresh);
   const again = await open(b);
@@ -360,7 +360,7 @@ test.serial('replacement node pairs with survivor', async (t) => {
   const stale = await cdrctlWithInput(a.node, ['unpair']);
   t.is(errorCode(stale), 'ERR_PAIR_AUTH_REJECTED', stale.stderr);
   t.is((await pairStatus(b)).peer?.nodeId, replacement.nodeId);
-  t.not(peerFile(a.node), null, 'the refused unpair left the stale node as it was');
+  t.not(peerFile(a.node), null, 'the rejected unpair left the stale node as it was');
 
   await cdrctlWithInput(fresh.node, ['unpair', '--local-only']);
 });

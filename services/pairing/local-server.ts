@@ -14,7 +14,7 @@ import { encodeFrame, FrameDecoder } from '../../modules/protocol/framing.js';
 import type { impcdr } from '../../modules/protocol/generated/messages.js';
 import type { PairingDaemon } from './daemon.js';
 
-/** Largest request accepted on the local socket; requests hold a host name and a code. */
+/** Largest request accepted on the local socket; requests contain at most a host name and a code. */
 const MAX_LOCAL_FRAME_BYTES = 64 * 1024;
 
 export class LocalServer {

@@ -43,7 +43,7 @@ export class RepositoryLink {
   }
 }
 
-/** Where the peer's pairing daemon listens, kept beside the repository's peer record for unpairing. */
+/** Address of the peer's pairing daemon, kept beside the repository's peer record for unpairing. */
 export interface PeerEndpoint {
   nodeId: string;
   host: string;

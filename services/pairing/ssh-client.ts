@@ -21,7 +21,7 @@ export interface PinnedConnection {
  * Connects to `host`:`port` and returns the server's host key fingerprint. The host verifier rejects
  * every key, so the connection ends before authentication.
  *
- * @throws CdrError `ERR_PAIR_UNREACHABLE` when no SSH server answers within `timeoutMs`
+ * @throws CdrError `ERR_PAIR_UNREACHABLE` when no SSH server sends its host key within `timeoutMs`
  */
 export function probeHostKey(host: string, port: number, timeoutMs: number, log: Logger): Promise<string> {
   return new Promise((resolveProbe, rejectProbe) => {

@@ -2,9 +2,10 @@
  * The pairing SSH server (ssh2). It accepts two SSH users and nothing else:
  *
  * - "cdr-pair": publickey with the joining node's host key (a verified signature gives partial
- *   success), then password with the pairing code. The password step succeeds whatever the code, so the
- *   verdict (accepted, wrong code, no window, expired, locked) reaches the joining node as a specific
- *   error frame inside the channel; a refused connection can do nothing else before it is closed.
+ *   success), then password with the pairing code. The password step succeeds whatever the code,
+ *   because SSH itself can only report a failure without its reason. The verdict (wrong code, no
+ *   window, expired, locked) reaches the joining node as an error frame inside the channel, and a
+ *   rejected connection can do nothing else before it is closed.
  * - "cdr-unpair": publickey with the host key this node pinned for its peer.
  *
  * Other methods (none, keyboard-interactive, hostbased) are rejected with the list above. Only a
@@ -40,13 +41,13 @@ export interface PairingServerContext {
   repository: RepositoryLink;
   /** File of the peer's pairing endpoint, written when a pairing completes. */
   endpointPath: string;
-  /** Time a connection has to authenticate, and each side has to answer a PeerFrame, in milliseconds. */
+  /** Time a connection has to start the pairing subsystem, and each side has to send its next PeerFrame, in milliseconds. */
   timeoutMs: number;
   /** Runs `action` unless another pairing or unpairing runs. @throws CdrError `ERR_PAIR_BUSY` */
   exclusive<T>(action: () => Promise<T>): Promise<T>;
 }
 
-/** What one connection proved during authentication. */
+/** Authentication state of one connection. */
 interface ConnectionAuth {
   user: typeof PAIR_USER | typeof UNPAIR_USER | undefined;
   clientKeyFingerprint: string | undefined;
@@ -288,7 +289,7 @@ export class PairingSshServer {
   }
 }
 
-/** The record this node stores for a peer that sent `identity` and authenticated with `sshFingerprint`. */
+/** Builds the record this node stores for a peer that sent `identity` and authenticated with `sshFingerprint`. */
 export function peerRecord(identity: impcdr.v1.IReplicationIdentity, sshFingerprint: string): impcdr.v1.IPeerRecord {
   return {
     nodeId: identity.nodeId ?? '',

@@ -132,13 +132,13 @@ export function cdrctlWithInput(node: TestNode, args: string[], input = ''): Pro
   });
 }
 
-/** The contents of `peer.json`, or null when the node is not paired. */
+/** Returns the contents of `peer.json`, or null when the node is not paired. */
 export function peerFile(node: TestNode): string | null {
   const path = join(node.dir, 'peer.json');
   return existsSync(path) ? readFileSync(path, 'utf8') : null;
 }
 
-/** The error code cdrctl printed at the end of its error line, such as "ERR_PAIR_CODE_INVALID". */
+/** Returns the error code cdrctl printed at the end of its error line, such as "ERR_PAIR_CODE_INVALID". */
 export function errorCode(result: CommandResult): string | undefined {
   return /\((ERR_[A-Z_]+)\)\s*$/m.exec(result.stderr)?.[1];
 }

@@ -249,7 +249,7 @@ function certificateFingerprint(pem: string): string {
 }
 
 /**
- * Reads answers line by line from standard input. One readline interface serves every question,
+ * Reads the technician's replies line by line from standard input. One readline interface serves every question,
  * because a second interface would lose lines the first one had already buffered.
  */
 class Prompter {
@@ -264,7 +264,7 @@ class Prompter {
     this.#start();
     const line = this.#lines.shift() ?? (this.#ended ? undefined : await new Promise<string | undefined>((resolveLine) => this.#waiters.push(resolveLine)));
     if (line === undefined) {
-      throw new CdrError('ERR_PAIR_CANCELLED', 'standard input ended before an answer; nothing was changed');
+      throw new CdrError('ERR_PAIR_CANCELLED', 'standard input ended before a reply; nothing was changed');
     }
     return line;
   }
