@@ -1,4 +1,5 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join as joinPath } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -7,7 +8,7 @@ import ssh2 from 'ssh2';
 
 import { parseHostPort } from '../services/cdrctl/commands/pair.js';
 import { fingerprintOf } from '../services/pairing/host-key.js';
-import { removeNode, type TestNode } from './helpers/node.js';
+import { CDRCTL_MAIN, removeNode, type TestNode } from './helpers/node.js';
 import {
   cdrctlWithInput,
   errorCode,
@@ -506,4 +507,25 @@ test.serial('peer rejecting the identity restores the joiner', async (t) => {
   t.is((await pairStatus(invalid)).replicationState, 'unpaired');
   t.is(peerFile(b.node), null);
   t.is((await pairStatus(b)).window?.state, 'open', 'the window stays open for another try');
+});
+
+test.serial('join input checked before connecting', async (t) => {
+  // No daemon runs under this configuration, so only a check before connecting can report these.
+  const dir = mkdtempSync(joinPath(tmpdir(), 'imp-cdr-cli-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const configPath = joinPath(dir, 'cdr.yaml');
+  writeFileSync(configPath, 'paths:\n  state: .\n  run: run\n');
+  const cdrctl = (args: string[]) => runTool(process.execPath, [CDRCTL_MAIN, '--config', configPath, ...args]);
+
+  const cases = [
+    { args: ['pair', 'join', '127.0.0.1:65536', '--code', 'X'], exit: 2, code: 'ERR_CLI_USAGE' },
+    { args: ['pair', 'join', '127.0.0.1', '--fingerprint', 'nope', '--code', 'X'], exit: 1, code: 'ERR_PAIR_FINGERPRINT_INVALID' },
+    { args: ['pair', 'open', '--seconds', '3601'], exit: 2, code: 'ERR_CLI_USAGE' },
+    { args: ['pair', 'join', '127.0.0.1', '--code', 'X'], exit: 1, code: 'ERR_PAIR_DAEMON_UNAVAILABLE' },
+  ];
+  for (const { args, exit, code } of cases) {
+    const result = await cdrctl(args);
+    t.is(result.code, exit, args.join(' '));
+    t.is(errorCode(result), code, args.join(' '));
+  }
 });

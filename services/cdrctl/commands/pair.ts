@@ -45,10 +45,10 @@ export const pairCommand: Command = {
     switch (subcommand) {
       case 'open':
         if (rest.length > 0) throw usageError('use: cdrctl pair open [--seconds N]');
-        return withPairing(context, (client) => open(context, client, values.seconds));
+        return openCommand(context, values.seconds);
       case 'join':
         if (rest.length !== 1) throw usageError('use: cdrctl pair join HOST[:PORT] [--fingerprint SHA256:...] [--code CODE]');
-        return withPairing(context, (client) => join(context, client, rest[0]!, values.fingerprint, values.code));
+        return join(context, rest[0]!, values.fingerprint, values.code);
       case 'status':
         if (rest.length > 0) throw usageError('use: cdrctl pair status [--json]');
         return status(context, values.json);
@@ -76,13 +76,13 @@ export async function withPairing<T>(context: CommandContext, action: (client: P
   }
 }
 
-async function open(context: CommandContext, client: PairingClient, secondsText: string | undefined): Promise<number> {
+async function openCommand(context: CommandContext, secondsText: string | undefined): Promise<number> {
   const seconds = secondsText === undefined ? 0 : Number(secondsText);
   if (secondsText !== undefined && (!Number.isInteger(seconds) || seconds < 1 || seconds > 3600)) {
     throw usageError(`--seconds must be an integer from 1 to 3600, got "${secondsText}"`);
   }
 
-  const { opened } = await client.call({ open: { seconds } });
+  const { opened } = await withPairing(context, (client) => client.call({ open: { seconds } }));
   context.stdout(
     [
       `pairing window open until ${new Date(Number(opened!.expiresMs)).toISOString()} on ${opened!.listen}`,
@@ -96,17 +96,14 @@ async function open(context: CommandContext, client: PairingClient, secondsText:
   return EXIT_SUCCESS;
 }
 
-async function join(
-  context: CommandContext,
-  client: PairingClient,
-  target: string,
-  fingerprintOption: string | undefined,
-  codeOption: string | undefined,
-): Promise<number> {
+async function join(context: CommandContext, target: string, fingerprintOption: string | undefined, codeOption: string | undefined): Promise<number> {
+  // Both are checked before any connection, so a typo is reported even when the daemon is down.
   const { host, port } = parseHostPort(target);
+  const fingerprint = fingerprintOption === undefined ? undefined : checkFingerprint(fingerprintOption);
+
   const prompter = new Prompter();
   try {
-    return await joinWith(context, client, prompter, host, port, fingerprintOption, codeOption);
+    return await withPairing(context, (client) => joinWith(context, client, prompter, host, port, fingerprint, codeOption));
   } finally {
     prompter.close();
   }
@@ -123,7 +120,7 @@ async function joinWith(
 ): Promise<number> {
   let fingerprint: string;
   if (fingerprintOption !== undefined) {
-    fingerprint = checkFingerprint(fingerprintOption);
+    fingerprint = fingerprintOption;
   } else {
     const { probe } = await client.call({ probe: { host, port } });
     fingerprint = probe!.hostKeyFingerprint!;
