@@ -1,4 +1,5 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join as joinPath } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -528,4 +529,31 @@ test.serial('join input checked before connecting', async (t) => {
     t.is(result.code, exit, args.join(' '));
     t.is(errorCode(result), code, args.join(' '));
   }
+});
+
+test.serial('non-SSH client closed, daemon serves on', async (t) => {
+  // ssh2 (1.17.0, lib/server.js) closes a client whose identification line is not SSH before the
+  // daemon's connection handler runs, so the daemon logs nothing for it.
+  const { received, closedByServer } = await new Promise<{ received: string; closedByServer: boolean }>((resolveClosed) => {
+    const socket = connect(b.daemon.port, '127.0.0.1');
+    let data = '';
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      socket.destroy();
+    }, 10_000);
+    socket.on('data', (chunk: Buffer) => (data += chunk.toString('latin1')));
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolveClosed({ received: data, closedByServer: !timedOut });
+    });
+    socket.write('GET / HTTP/1.0\r\n\r\n');
+  });
+
+  t.regex(received, /^SSH-2\.0-imp-cdr-pairing\r\n/);
+  t.true(closedByServer);
+  t.is(b.daemon.process.exitCode, null);
+  const scan = await runTool('ssh-keyscan', ['-T', '5', '-t', 'ed25519', '-p', String(b.daemon.port), '127.0.0.1']);
+  t.is(scan.code, 0, 'the daemon still answers ssh-keyscan');
 });
