@@ -4,10 +4,10 @@
 NODE ?= node
 PROTO_DIR := modules/protocol
 GENERATED := $(PROTO_DIR)/generated
-PROTO_FILES := $(PROTO_DIR)/imp.proto $(PROTO_DIR)/control.proto $(PROTO_DIR)/replication.proto
+PROTO_FILES := $(PROTO_DIR)/imp.proto $(PROTO_DIR)/control.proto $(PROTO_DIR)/replication.proto $(PROTO_DIR)/pairing.proto
 TS_SOURCES := $(shell find services modules test bench -name '*.ts' -not -path '*/generated/*' 2>/dev/null)
 
-.PHONY: all build run test lint bench bench-snmp bench-imp-client mib-lint package clean proto
+.PHONY: all build run run-pairing test lint bench bench-snmp bench-imp-client mib-lint package clean proto
 
 all: build
 
@@ -37,6 +37,10 @@ build: dist/.built
 # Starts a single-node repository with everything under ./var, listening on 127.0.0.1.
 run: build
 	$(NODE) dist/services/repository/main.js --dev
+
+# Starts the pairing daemon beside `make run`, with the same ./var/cdr.yaml; its SSH port is 7302.
+run-pairing: build
+	$(NODE) dist/services/pairing/main.js --dev
 
 test: build
 	npx ava

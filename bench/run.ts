@@ -8,6 +8,10 @@
  * a temporary folder, and stops at the end. When `redis-server` is not installed, the Redis rows are
  * skipped with a message and the IMP-CDR rows are still measured.
  *
+ * Each IMP-CDR scenario runs right before its Redis counterpart, so that both see the same load from
+ * other processes. The table reports that load per scenario, as CPU cores used by processes other than
+ * the benchmark, the repository and redis-server.
+ *
  * Keys are real IPv4 addresses (PSBL and NiXSpam lists) and domains (disposable e-mail domains), read in
  * place from SHARED_DATA. Every scenario stops after SCENARIO_MS or its request count, whichever comes
  * first, and the whole run is aborted after RUN_TIMEOUT_MS. bench/RESULTS.md records a run.
@@ -39,8 +43,9 @@ const SCENARIO_TIMEOUT_MS = SCENARIO_MS + 30_000;
 /** The whole run is aborted after this time, in milliseconds. */
 const RUN_TIMEOUT_MS = 5 * 60_000;
 
-/** Requests in flight on one connection for the pipelined lookups; the repository's default maxInFlight. */
+/** Requests in flight on one connection for the pipelined lookups. It equals the repository's default maxInFlight. */
 const PIPELINED_IN_FLIGHT = 64;
+const LOOKUP_BATCH_SIZES = [100, 1000] as const;
 /** Concurrent connections of the Observe scenarios, each with its own IMP id and one batch in flight. */
 const OBSERVE_CONNECTIONS = 8;
 const OBSERVE_BATCH_SIZES = [1, 100, 1000] as const;
@@ -60,6 +65,7 @@ const DOMAIN_SOURCES = ['domains/disposable-email-domains/disposable_email_block
 const SHUFFLE_SEED = 0x1badb002;
 
 type SystemName = 'IMP-CDR' | 'Redis';
+type AppendFsync = 'always' | 'everysec' | 'no';
 
 interface BenchKey {
   kind: ObjectKindName;
@@ -85,11 +91,25 @@ interface LoopResult {
   latenciesMs: Float64Array;
 }
 
+interface CacheCounts {
+  hits: number;
+  misses: number;
+}
+
+interface MeasureOptions extends Omit<LoopOptions, 'durationMs'> {
+  /** False skips the warm-up loop, for scenarios whose keys may be used only once. */
+  warmup?: boolean;
+  /** Reads the repository's cache counters, so that the result reports the cache hit ratio. */
+  readCacheCounts?: () => Promise<CacheCounts>;
+}
+
 interface Measurement extends LoopResult {
   id: string;
   system: SystemName;
   operation: string;
   itemName: 'keys' | 'observations';
+  /** Average CPU cores used by other processes while the scenario ran. */
+  otherCores: number;
   /** Share of lookups served from the repository's reputation cache, 0 to 1, where it was read. */
   cacheHitRatio?: number;
 }
@@ -101,14 +121,18 @@ interface Comparison {
   redisId: string;
 }
 
-/** Processes and folders to remove when the run ends or is aborted. */
+/** Processes and folders to remove when the run ends or is aborted, removed last-in first-out. */
 const cleanups: (() => Promise<void>)[] = [];
+/** Processes whose CPU time counts as the benchmark's own. */
+const measuredPids: number[] = [process.pid];
+/** Log lines of the repository, printed when the run fails. */
+let repositoryLog: string[] = [];
 
 function print(line = ''): void {
   process.stdout.write(`${line}\n`);
 }
 
-// ---- Measurement loop -----------------------------------------------------------------------------
+// ---- Measurement ----------------------------------------------------------------------------------
 
 /** Runs `options.workers` closed request loops until the time or the request count runs out. */
 async function runClosedLoop(options: LoopOptions): Promise<LoopResult> {
@@ -149,24 +173,70 @@ async function withTimeout<T>(promise: Promise<T>, timeoutMs: number, descriptio
   }
 }
 
-/**
- * Runs a warm-up loop (unless `warmup` is false), then the measured loop, and prints the result line.
- */
+/** CPU time from /proc, in clock ticks: the whole machine, its busy part, and the measured processes. */
+interface CpuSample {
+  machineTotal: number;
+  machineBusy: number;
+  measured: number;
+}
+
+function readCpuSample(): CpuSample {
+  // First line of /proc/stat: cpu user nice system idle iowait irq softirq steal guest guest_nice.
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = fields as [number, number, number, number, number, number, number, number];
+  const machineBusy = user + nice + system + irq + softirq + steal;
+
+  let measured = 0;
+  for (const pid of measuredPids) {
+    try {
+      // Fields after the command name, which may contain spaces, start at field 3 (state). utime and
+      // stime are fields 14 and 15.
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const after = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      measured += Number(after[11]) + Number(after[12]);
+    } catch {
+      // The process has exited, so it used no CPU during the scenario.
+    }
+  }
+  return { machineTotal: machineBusy + idle + iowait, machineBusy, measured };
+}
+
+/** Returns the average CPU cores that other processes used between two samples. */
+function otherCoresBetween(before: CpuSample, after: CpuSample): number {
+  const total = after.machineTotal - before.machineTotal;
+  if (total <= 0) {
+    return 0;
+  }
+  const other = after.machineBusy - before.machineBusy - (after.measured - before.measured);
+  return Math.max(0, (other / total) * availableParallelism());
+}
+
+/** Runs a warm-up loop (unless `warmup` is false), then the measured loop, and prints the result line. */
 async function measure(
   system: SystemName,
   id: string,
   operation: string,
   itemName: Measurement['itemName'],
-  options: Omit<LoopOptions, 'durationMs'> & { durationMs?: number; warmup?: boolean },
+  options: MeasureOptions,
 ): Promise<Measurement> {
-  const durationMs = options.durationMs ?? SCENARIO_MS;
   if (options.warmup !== false) {
     await withTimeout(runClosedLoop({ ...options, durationMs: WARMUP_MS }), SCENARIO_TIMEOUT_MS, `${system} ${operation} (warm-up)`);
   }
-  const result = await withTimeout(runClosedLoop({ ...options, durationMs }), durationMs + SCENARIO_TIMEOUT_MS, `${system} ${operation}`);
-  const measurement: Measurement = { id, system, operation, itemName, ...result };
+
+  const cacheBefore = await options.readCacheCounts?.();
+  const cpuBefore = readCpuSample();
+  const result = await withTimeout(runClosedLoop({ ...options, durationMs: SCENARIO_MS }), SCENARIO_TIMEOUT_MS, `${system} ${operation}`);
+  const cpuAfter = readCpuSample();
+  const cacheAfter = await options.readCacheCounts?.();
+
+  const measurement: Measurement = { id, system, operation, itemName, ...result, otherCores: otherCoresBetween(cpuBefore, cpuAfter) };
+  if (cacheBefore && cacheAfter) {
+    const hits = cacheAfter.hits - cacheBefore.hits;
+    const lookups = hits + cacheAfter.misses - cacheBefore.misses;
+    measurement.cacheHitRatio = lookups > 0 ? hits / lookups : undefined;
+  }
   print(
-    `  ${system.padEnd(7)} ${operation.padEnd(46)} ${formatRate(result.requests / result.seconds).padStart(9)} requests/s ` +
+    `  ${system.padEnd(7)} ${operation.padEnd(52)} ${formatRate(result.requests / result.seconds).padStart(9)} requests/s ` +
       `${formatRate(result.items / result.seconds).padStart(9)} ${itemName}/s`,
   );
   return measurement;
@@ -185,7 +255,7 @@ function percentile(sortedMs: Float64Array, fraction: number): number {
 function readKeyLines(relativePath: string): string[] {
   const path = join(SHARED_DATA, relativePath);
   if (!existsSync(path)) {
-    throw new Error(`key file ${path} not found; the benchmark reads real keys from SHARED_DATA (${SHARED_DATA}), beside the checkout`);
+    throw new Error(`key file ${path} not found. The benchmark reads real keys from SHARED_DATA (${SHARED_DATA}), the data folder beside the checkout.`);
   }
   return readFileSync(path, 'latin1')
     .split('\n')
@@ -264,8 +334,25 @@ function takeCyclic<T>(pool: readonly T[], start: number, count: number): T[] {
 interface ObserveConnection {
   client: ImpProtocolClient;
   impId: string;
-  /** Sequence of the last batch sent; the next batch uses one more. */
+  /** Sequence of the last batch sent. The next batch uses the next integer. */
   sequence: number;
+}
+
+/** A running repository with its connections and the keys of each scenario. */
+interface ImpTarget {
+  node: TestNode;
+  connections: ObserveConnection[];
+  /** The lookups share the first Observe connection, because lookups and Observe never run at the same time. */
+  lookupClient: ImpProtocolClient;
+  warmKeys: impcdr.v1.IObjectKey[];
+  coldKeys: Record<(typeof LOOKUP_BATCH_SIZES)[number], impcdr.v1.IObjectKey[]>;
+  /** One observation per key of the pool. */
+  observations: impcdr.v1.IObservation[];
+  /** Position in `observations` of the next Observe batch. */
+  observeCursor: number;
+  /** Encoded Reputation of each warm key, by Redis key name, stored in Redis as that key's value. */
+  warmValues: Map<string, Buffer>;
+  notes: string[];
 }
 
 /** Looks up `keys` in one request and returns the reputations in key order. Throws if any key failed. */
@@ -280,7 +367,7 @@ async function lookupKeys(client: ImpProtocolClient, keys: impcdr.v1.IObjectKey[
   }
   return results.map((result, index) => {
     if (!result.reputation) {
-      throw new Error(`Lookup of ${keys[index]!.key} failed: ${result.error?.message ?? 'no reputation and no error'}`);
+      throw new Error(`Lookup of ${keys[index]!.key} failed: ${result.error?.message ?? 'the result has neither a reputation nor an error'}`);
     }
     return result.reputation;
   });
@@ -304,7 +391,7 @@ async function observeBatch(connection: ObserveConnection, observations: impcdr.
 }
 
 /** Reads the repository's cache hit and miss counts through `cdrctl status --json`. */
-async function readCacheCounts(node: TestNode): Promise<{ hits: number; misses: number }> {
+async function readCacheCounts(node: TestNode): Promise<CacheCounts> {
   const result = await cdrctl(node, ['status', '--json']);
   if (result.code !== 0) {
     throw new Error(`cdrctl status failed with exit code ${result.code}: ${result.stderr}`);
@@ -313,149 +400,120 @@ async function readCacheCounts(node: TestNode): Promise<{ hits: number; misses: 
   return { hits: Number(status.traffic?.cacheHits ?? 0), misses: Number(status.traffic?.cacheMisses ?? 0) };
 }
 
-/** Runs `run` and stores in its result the share of lookups that the reputation cache served meanwhile. */
-async function withCacheHitRatio(node: TestNode, run: () => Promise<Measurement>): Promise<Measurement> {
-  const before = await readCacheCounts(node);
-  const measurement = await run();
-  const after = await readCacheCounts(node);
-  const lookups = after.hits - before.hits + (after.misses - before.misses);
-  measurement.cacheHitRatio = lookups > 0 ? (after.hits - before.hits) / lookups : undefined;
-  return measurement;
-}
-
-interface ImpResults {
-  measurements: Measurement[];
-  /** Encoded Reputation of each warm key, stored in Redis as that key's value. */
-  warmValues: Map<string, Buffer>;
-  notes: string[];
-}
-
-async function benchImp(keys: BenchKey[]): Promise<ImpResults> {
+/**
+ * Starts a repository, enrolls and connects OBSERVE_CONNECTIONS IMPs, gives every key one observation so
+ * that lookups read stored objects, and loads the warm keys into the reputation cache.
+ */
+async function setUpImp(keys: BenchKey[]): Promise<ImpTarget> {
   const node = await startNode();
+  repositoryLog = node.output;
+  measuredPids.push(node.process.pid!);
   cleanups.push(async () => {
     await node.stop();
     removeNode(node);
   });
   print(`IMP-CDR repository started on 127.0.0.1:${node.port}, state in ${node.dir}`);
-  try {
-    return await runImpScenarios(node, keys);
-  } catch (error) {
-    const logTail = node.output.slice(-20).join('\n');
-    throw new Error(`${(error as Error).message}\nlast lines of the repository log:\n${logTail}`, { cause: error });
-  }
-}
-
-async function runImpScenarios(node: TestNode, keys: BenchKey[]): Promise<ImpResults> {
 
   const connections: ObserveConnection[] = [];
+  cleanups.push(async () => {
+    await Promise.all(connections.map((connection) => connection.client.close()));
+  });
   for (let index = 1; index <= OBSERVE_CONNECTIONS; index += 1) {
     const impId = `bench-imp-${index}`;
     const bundle = await enroll(node, impId);
     const client = await connectReady(node, bundle, impId);
     connections.push({ client, impId, sequence: 0 });
   }
-  cleanups.push(async () => {
-    await Promise.all(connections.map((connection) => connection.client.close()));
-  });
-  // The lookups share the first Observe connection, because lookups and Observe never run at the same time.
-  const lookupClient = connections[0]!.client;
 
-  const warmKeys = keys.slice(0, WARM_KEY_COUNT);
   const coldStart = WARM_KEY_COUNT;
   const cold100End = coldStart + Math.floor(((keys.length - coldStart) * COLD_100_SHARE) / 100) * 100;
-  const cold100Keys = keys.slice(coldStart, cold100End);
-  const cold1000Keys = keys.slice(cold100End, cold100End + Math.floor((keys.length - cold100End) / 1000) * 1000);
-  const notes: string[] = [];
-  const measurements: Measurement[] = [];
+  const cold1000End = cold100End + Math.floor((keys.length - cold100End) / 1000) * 1000;
+  const target: ImpTarget = {
+    node,
+    connections,
+    lookupClient: connections[0]!.client,
+    warmKeys: keys.slice(0, WARM_KEY_COUNT).map((key) => key.wire),
+    coldKeys: {
+      100: keys.slice(coldStart, cold100End).map((key) => key.wire),
+      1000: keys.slice(cold100End, cold1000End).map((key) => key.wire),
+    },
+    observations: keys.map((key) => ({ object: key.wire, intervalStartMs: Date.now(), counters: { messages: 1 } })),
+    observeCursor: 0,
+    warmValues: new Map(),
+    notes: [],
+  };
 
-  // Every key gets one observation first, so lookups read a stored object with one counter bucket.
-  const intervalStartMs = Date.now();
-  const observations: impcdr.v1.IObservation[] = keys.map((key) => ({ object: key.wire, intervalStartMs, counters: { messages: 1 } }));
   const seed = await withTimeout(
     runClosedLoop({
       workers: OBSERVE_CONNECTIONS,
-      maxRequests: Math.ceil(observations.length / SEED_BATCH_SIZE),
+      maxRequests: Math.ceil(target.observations.length / SEED_BATCH_SIZE),
       durationMs: 120_000,
       send: (index, worker) =>
-        observeBatch(connections[worker]!, observations.slice(index * SEED_BATCH_SIZE, (index + 1) * SEED_BATCH_SIZE)),
+        observeBatch(connections[worker]!, target.observations.slice(index * SEED_BATCH_SIZE, (index + 1) * SEED_BATCH_SIZE)),
     }),
     150_000,
     'filling the index',
   );
-  if (seed.items !== observations.length) {
-    throw new Error(`filling the index failed: ${seed.items} of ${observations.length} observations were acknowledged`);
+  if (seed.items !== target.observations.length) {
+    throw new Error(`filling the index failed: ${seed.items} of ${target.observations.length} observations were acknowledged`);
   }
-  notes.push(`index filled with ${seed.items} observations in ${seed.seconds.toFixed(1)} s before the lookups`);
-  print(`  ${notes.at(-1)}`);
+  target.notes.push(`index filled with ${seed.items} observations in ${seed.seconds.toFixed(1)} s before the lookups`);
+  print(`  ${target.notes.at(-1)}`);
 
-  // One pass over the warm keys puts them in the reputation cache and yields the values stored in Redis.
-  const warmValues = new Map<string, Buffer>();
-  const warmWire = warmKeys.map((key) => key.wire);
-  const reputations = await lookupKeys(lookupClient, warmWire);
+  const reputations = await lookupKeys(target.lookupClient, target.warmKeys);
   reputations.forEach((reputation, index) => {
-    warmValues.set(redisLookupKey(warmKeys[index]!), Buffer.from(proto.Reputation.encode(reputation).finish()));
+    target.warmValues.set(redisLookupKey(keys[index]!), Buffer.from(proto.Reputation.encode(reputation).finish()));
   });
+  return target;
+}
 
-  for (const inFlight of [1, PIPELINED_IN_FLIGHT]) {
-    measurements.push(
-      await withCacheHitRatio(node, () =>
-        measure('IMP-CDR', `lookup-1-inflight-${inFlight}`, `Lookup 1 key, ${inFlight} in flight, warm`, 'keys', {
-          workers: inFlight,
-          maxRequests: MAX_REQUESTS,
-          send: (index) => lookupKeys(lookupClient, [warmWire[index % warmWire.length]!]).then(() => 1),
-        }),
-      ),
-    );
+async function measureImpLookupSingle(target: ImpTarget, inFlight: number): Promise<Measurement> {
+  // Cached entries expire after the repository's cache.maxAgeMs, so each warm scenario loads them again.
+  await lookupKeys(target.lookupClient, target.warmKeys);
+  return measure('IMP-CDR', `lookup-1-inflight-${inFlight}`, `Lookup 1 key, ${inFlight} in flight, warm`, 'keys', {
+    workers: inFlight,
+    maxRequests: MAX_REQUESTS,
+    readCacheCounts: () => readCacheCounts(target.node),
+    send: (index) => lookupKeys(target.lookupClient, [target.warmKeys[index % target.warmKeys.length]!]).then(() => 1),
+  });
+}
+
+async function measureImpLookupWarm(target: ImpTarget, batchSize: number): Promise<Measurement> {
+  await lookupKeys(target.lookupClient, target.warmKeys);
+  return measure('IMP-CDR', `lookup-${batchSize}-warm`, `Lookup ${batchSize} keys, warm`, 'keys', {
+    workers: 1,
+    maxRequests: MAX_REQUESTS,
+    readCacheCounts: () => readCacheCounts(target.node),
+    send: (index) => lookupKeys(target.lookupClient, takeCyclic(target.warmKeys, index * batchSize, batchSize)).then(() => batchSize),
+  });
+}
+
+/** Looks up each cold key once, so the scenario ends early when they run out. */
+async function measureImpLookupCold(target: ImpTarget, batchSize: (typeof LOOKUP_BATCH_SIZES)[number]): Promise<Measurement> {
+  const coldKeys = target.coldKeys[batchSize];
+  const measurement = await measure('IMP-CDR', `lookup-${batchSize}-cold`, `Lookup ${batchSize} keys, cold`, 'keys', {
+    workers: 1,
+    maxRequests: Math.floor(coldKeys.length / batchSize),
+    warmup: false,
+    readCacheCounts: () => readCacheCounts(target.node),
+    send: (index) => lookupKeys(target.lookupClient, coldKeys.slice(index * batchSize, (index + 1) * batchSize)).then(() => batchSize),
+  });
+  if (measurement.seconds * 1000 < SCENARIO_MS * 0.9) {
+    target.notes.push(`Lookup ${batchSize} keys, cold: ran out of unseen keys after ${measurement.items} keys, ${measurement.seconds.toFixed(2)} s`);
   }
+  return measurement;
+}
 
-  for (const batchSize of [100, 1000]) {
-    measurements.push(
-      await withCacheHitRatio(node, () =>
-        measure('IMP-CDR', `lookup-${batchSize}-warm`, `Lookup ${batchSize} keys, warm`, 'keys', {
-          workers: 1,
-          maxRequests: MAX_REQUESTS,
-          send: (index) => lookupKeys(lookupClient, takeCyclic(warmWire, index * batchSize, batchSize)).then(() => batchSize),
-        }),
-      ),
-    );
-  }
-
-  // Cold keys are each looked up once, so the scenario ends early when they run out.
-  for (const [batchSize, coldKeys] of [
-    [100, cold100Keys],
-    [1000, cold1000Keys],
-  ] as const) {
-    const coldWire = coldKeys.map((key) => key.wire);
-    const measurement = await withCacheHitRatio(node, () =>
-      measure('IMP-CDR', `lookup-${batchSize}-cold`, `Lookup ${batchSize} keys, cold`, 'keys', {
-        workers: 1,
-        maxRequests: Math.floor(coldWire.length / batchSize),
-        warmup: false,
-        send: (index) => lookupKeys(lookupClient, coldWire.slice(index * batchSize, (index + 1) * batchSize)).then(() => batchSize),
-      }),
-    );
-    measurements.push(measurement);
-    if (measurement.seconds * 1000 < SCENARIO_MS * 0.9) {
-      notes.push(`Lookup ${batchSize} keys, cold: ran out of unseen keys after ${measurement.items} keys, ${measurement.seconds.toFixed(2)} s`);
-    }
-  }
-
-  let cursor = 0;
-  for (const batchSize of OBSERVE_BATCH_SIZES) {
-    measurements.push(
-      await measure('IMP-CDR', `observe-${batchSize}`, `Observe ${batchSize}/batch, ${OBSERVE_CONNECTIONS} connections, durable`, 'observations', {
-        workers: OBSERVE_CONNECTIONS,
-        maxRequests: MAX_REQUESTS,
-        send: (_, worker) => {
-          const batch = takeCyclic(observations, cursor, batchSize);
-          cursor = (cursor + batchSize) % observations.length;
-          return observeBatch(connections[worker]!, batch);
-        },
-      }),
-    );
-  }
-
-  return { measurements, warmValues, notes };
+function measureImpObserve(target: ImpTarget, batchSize: number): Promise<Measurement> {
+  return measure('IMP-CDR', `observe-${batchSize}`, `Observe ${batchSize}/batch, ${OBSERVE_CONNECTIONS} connections, durable`, 'observations', {
+    workers: OBSERVE_CONNECTIONS,
+    maxRequests: MAX_REQUESTS,
+    send: (_, worker) => {
+      const batch = takeCyclic(target.observations, target.observeCursor, batchSize);
+      target.observeCursor = (target.observeCursor + batchSize) % target.observations.length;
+      return observeBatch(target.connections[worker]!, batch);
+    },
+  });
 }
 
 // ---- Redis ----------------------------------------------------------------------------------------
@@ -465,6 +523,19 @@ interface RedisServer {
   version: string;
   process: ChildProcess;
   dir: string;
+}
+
+/** A running redis-server with its connections and key names. */
+interface RedisTarget {
+  server: RedisServer;
+  lookupConnection: Redis;
+  /** One connection per concurrent writer, like the Observe connections. */
+  writers: Redis[];
+  warmNames: string[];
+  /** Hash of each key's counters for the current hour, the repository's default bucket width. */
+  counterKeys: string[];
+  /** Position in `counterKeys` of the next pipeline. */
+  counterCursor: number;
 }
 
 function redisLookupKey(key: BenchKey): string {
@@ -490,7 +561,13 @@ function findFreePort(): Promise<number> {
     server.once('error', rejectPort);
     server.listen(0, '127.0.0.1', () => {
       const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolvePort(address.port) : rejectPort(new Error('no port assigned'))));
+      server.close(() => {
+        if (typeof address === 'object' && address) {
+          resolvePort(address.port);
+        } else {
+          rejectPort(new Error('finding a free port failed: the listener on 127.0.0.1 has no port'));
+        }
+      });
     });
   });
 }
@@ -529,6 +606,7 @@ async function startRedis(): Promise<RedisServer> {
     10_000,
     'starting redis-server',
   );
+  measuredPids.push(child.pid!);
 
   const probe = await connectRedis(port);
   const info = await probe.info('server');
@@ -551,13 +629,16 @@ async function connectRedis(port: number): Promise<Redis> {
   return redis;
 }
 
-async function benchRedis(server: RedisServer, keys: BenchKey[], warmValues: Map<string, Buffer>): Promise<Measurement[]> {
+/** Starts redis-server, opens the connections and stores the warm keys' values. */
+async function setUpRedis(keys: BenchKey[], warmValues: Map<string, Buffer>): Promise<RedisTarget> {
+  const server = await startRedis();
+  print(`Redis ${server.version} started on 127.0.0.1:${server.port}, append-only file in ${server.dir}`);
+
   const lookupConnection = await connectRedis(server.port);
   const writers = await Promise.all(Array.from({ length: OBSERVE_CONNECTIONS }, () => connectRedis(server.port)));
   cleanups.push(async () => {
     await Promise.all([lookupConnection, ...writers].map((connection) => connection.quit().catch(() => undefined)));
   });
-  const measurements: Measurement[] = [];
 
   const warmNames = [...warmValues.keys()];
   for (let start = 0; start < warmNames.length; start += 100) {
@@ -565,70 +646,101 @@ async function benchRedis(server: RedisServer, keys: BenchKey[], warmValues: Map
     await lookupConnection.mset(...chunk.flatMap((name) => [name, warmValues.get(name)!]));
   }
 
-  for (const inFlight of [1, PIPELINED_IN_FLIGHT]) {
-    measurements.push(
-      await measure('Redis', `get-inflight-${inFlight}`, `GET 1 key, ${inFlight} in flight`, 'keys', {
-        workers: inFlight,
-        maxRequests: MAX_REQUESTS,
-        send: async (index) => {
-          const name = warmNames[index % warmNames.length]!;
-          if ((await lookupConnection.getBuffer(name)) === null) {
-            throw new Error(`Redis GET ${name} returned nil; the key was stored before the run`);
-          }
-          return 1;
-        },
-      }),
-    );
-  }
-
-  for (const batchSize of [100, 1000]) {
-    measurements.push(
-      await measure('Redis', `mget-${batchSize}`, `MGET ${batchSize} keys`, 'keys', {
-        workers: 1,
-        maxRequests: MAX_REQUESTS,
-        send: async (index) => {
-          const values = await lookupConnection.mgetBuffer(...takeCyclic(warmNames, index * batchSize, batchSize));
-          if (values.length !== batchSize || values.some((value) => value === null)) {
-            throw new Error(`Redis MGET of ${batchSize} stored keys returned ${values.length} values, some nil`);
-          }
-          return batchSize;
-        },
-      }),
-    );
-  }
-
-  // One HINCRBY per observation on the key's hash for the current hour, the repository's default bucket.
   const bucketStart = Math.floor(Date.now() / 3_600_000) * 3600;
   const counterKeys = keys.map((key) => `obs:${key.kind}:${key.key}:${bucketStart}`);
-  let cursor = 0;
-  for (const appendfsync of ['always', 'everysec', 'no'] as const) {
-    await lookupConnection.config('SET', 'appendfsync', appendfsync);
-    for (const batchSize of OBSERVE_BATCH_SIZES) {
-      measurements.push(
-        await measure(
-          'Redis',
-          `hincrby-${batchSize}-${appendfsync}`,
-          `HINCRBY ${batchSize}/pipeline, ${OBSERVE_CONNECTIONS} conn., appendfsync ${appendfsync}`,
-          'observations',
-          {
-            workers: OBSERVE_CONNECTIONS,
-            maxRequests: MAX_REQUESTS,
-            send: async (_, worker) => {
-              const pipeline = writers[worker]!.pipeline();
-              for (const name of takeCyclic(counterKeys, cursor, batchSize)) {
-                pipeline.hincrby(name, 'messages', 1);
-              }
-              cursor = (cursor + batchSize) % counterKeys.length;
-              const replies = await pipeline.exec();
-              const failed = (replies ?? []).find(([error]) => error);
-              if (!replies || replies.length !== batchSize || failed) {
-                throw new Error(`Redis HINCRBY pipeline of ${batchSize} failed: ${failed?.[0]?.message ?? `${replies?.length ?? 0} replies`}`);
-              }
-              return batchSize;
-            },
-          },
-        ),
-      );
+  return { server, lookupConnection, writers, warmNames, counterKeys, counterCursor: 0 };
+}
+
+function measureRedisGet(target: RedisTarget, inFlight: number): Promise<Measurement> {
+  return measure('Redis', `get-inflight-${inFlight}`, `GET 1 key, ${inFlight} in flight`, 'keys', {
+    workers: inFlight,
+    maxRequests: MAX_REQUESTS,
+    send: async (index) => {
+      const name = target.warmNames[index % target.warmNames.length]!;
+      if ((await target.lookupConnection.getBuffer(name)) === null) {
+        throw new Error(`Redis GET ${name} returned nil, but the benchmark stored that key before the scenario`);
+      }
+      return 1;
+    },
+  });
+}
+
+function measureRedisMget(target: RedisTarget, batchSize: number): Promise<Measurement> {
+  return measure('Redis', `mget-${batchSize}`, `MGET ${batchSize} keys`, 'keys', {
+    workers: 1,
+    maxRequests: MAX_REQUESTS,
+    send: async (index) => {
+      const values = await target.lookupConnection.mgetBuffer(...takeCyclic(target.warmNames, index * batchSize, batchSize));
+      if (values.length !== batchSize || values.some((value) => value === null)) {
+        throw new Error(`Redis MGET of ${batchSize} stored keys returned ${values.length} values, some nil`);
+      }
+      return batchSize;
+    },
+  });
+}
+
+/** Sends pipelines of one HINCRBY per observation from every writer connection. */
+async function measureRedisHincrby(target: RedisTarget, batchSize: number, appendfsync: AppendFsync): Promise<Measurement> {
+  await target.lookupConnection.config('SET', 'appendfsync', appendfsync);
+  return measure(
+    'Redis',
+    `hincrby-${batchSize}-${appendfsync}`,
+    `HINCRBY ${batchSize}/pipeline, ${OBSERVE_CONNECTIONS} connections, appendfsync ${appendfsync}`,
+    'observations',
+    {
+      workers: OBSERVE_CONNECTIONS,
+      maxRequests: MAX_REQUESTS,
+      send: async (_, worker) => {
+        const pipeline = target.writers[worker]!.pipeline();
+        for (const name of takeCyclic(target.counterKeys, target.counterCursor, batchSize)) {
+          pipeline.hincrby(name, 'messages', 1);
+        }
+        target.counterCursor = (target.counterCursor + batchSize) % target.counterKeys.length;
+        const replies = await pipeline.exec();
+        const failed = (replies ?? []).find(([error]) => error);
+        if (!replies || replies.length !== batchSize || failed) {
+          throw new Error(`Redis HINCRBY pipeline of ${batchSize} failed: ${failed?.[0]?.message ?? `${replies?.length ?? 0} replies`}`);
+        }
+        return batchSize;
+      },
+    },
+  );
+}
+
+// ---- Scenarios ------------------------------------------------------------------------------------
+
+/** Runs every scenario, each IMP-CDR one followed by its Redis counterpart when Redis runs. */
+async function runScenarios(imp: ImpTarget, redis: RedisTarget | undefined): Promise<Measurement[]> {
+  const measurements: Measurement[] = [];
+
+  for (const inFlight of [1, PIPELINED_IN_FLIGHT]) {
+    measurements.push(await measureImpLookupSingle(imp, inFlight));
+    if (redis) {
+      measurements.push(await measureRedisGet(redis, inFlight));
+    }
+  }
+  for (const batchSize of LOOKUP_BATCH_SIZES) {
+    measurements.push(await measureImpLookupWarm(imp, batchSize));
+    if (redis) {
+      measurements.push(await measureRedisMget(redis, batchSize));
+    }
+  }
+  for (const batchSize of LOOKUP_BATCH_SIZES) {
+    measurements.push(await measureImpLookupCold(imp, batchSize));
+  }
+
+  // Observe runs after every lookup, because each commit drops the objects it touched from the cache.
+  for (const batchSize of OBSERVE_BATCH_SIZES) {
+    measurements.push(await measureImpObserve(imp, batchSize));
+    if (redis) {
+      measurements.push(await measureRedisHincrby(redis, batchSize, 'always'));
+    }
+  }
+  if (redis) {
+    for (const appendfsync of ['everysec', 'no'] as const) {
+      for (const batchSize of OBSERVE_BATCH_SIZES) {
+        measurements.push(await measureRedisHincrby(redis, batchSize, appendfsync));
+      }
     }
   }
   return measurements;
@@ -678,15 +790,15 @@ function describeMachine(redisVersion: string, loadAtStart: string): string[] {
 }
 
 function printTable(measurements: Measurement[]): void {
-  print('| System | Operation | Requests | Seconds | Requests/s | Keys or observations/s | p50 ms | p99 ms | Cache hits |');
-  print('|---|---|---:|---:|---:|---:|---:|---:|---:|');
+  print('| System | Operation | Requests | Seconds | Requests/s | Keys or observations/s | p50 ms | p99 ms | Cache hits | Other CPU, cores |');
+  print('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const measurement of measurements) {
     const sorted = Float64Array.from(measurement.latenciesMs).sort();
     const hits = measurement.cacheHitRatio === undefined ? '' : `${(measurement.cacheHitRatio * 100).toFixed(0)} %`;
     print(
       `| ${measurement.system} | ${measurement.operation} | ${measurement.requests} | ${measurement.seconds.toFixed(2)} | ` +
         `${formatRate(measurement.requests / measurement.seconds)} | ${formatRate(measurement.items / measurement.seconds)} ${measurement.itemName} | ` +
-        `${formatMs(percentile(sorted, 0.5))} | ${formatMs(percentile(sorted, 0.99))} | ${hits} |`,
+        `${formatMs(percentile(sorted, 0.5))} | ${formatMs(percentile(sorted, 0.99))} | ${hits} | ${measurement.otherCores.toFixed(2)} |`,
     );
   }
 }
@@ -694,10 +806,10 @@ function printTable(measurements: Measurement[]): void {
 const COMPARISONS: Comparison[] = [
   { label: 'Lookup 1 key / GET, 1 in flight', impId: 'lookup-1-inflight-1', redisId: 'get-inflight-1' },
   { label: `Lookup 1 key / GET, ${PIPELINED_IN_FLIGHT} in flight`, impId: `lookup-1-inflight-${PIPELINED_IN_FLIGHT}`, redisId: `get-inflight-${PIPELINED_IN_FLIGHT}` },
-  { label: 'Lookup 100 keys warm / MGET 100', impId: 'lookup-100-warm', redisId: 'mget-100' },
-  { label: 'Lookup 100 keys cold / MGET 100', impId: 'lookup-100-cold', redisId: 'mget-100' },
-  { label: 'Lookup 1000 keys warm / MGET 1000', impId: 'lookup-1000-warm', redisId: 'mget-1000' },
-  { label: 'Lookup 1000 keys cold / MGET 1000', impId: 'lookup-1000-cold', redisId: 'mget-1000' },
+  ...LOOKUP_BATCH_SIZES.flatMap((batchSize) => [
+    { label: `Lookup ${batchSize} keys warm / MGET ${batchSize}`, impId: `lookup-${batchSize}-warm`, redisId: `mget-${batchSize}` },
+    { label: `Lookup ${batchSize} keys cold / MGET ${batchSize}`, impId: `lookup-${batchSize}-cold`, redisId: `mget-${batchSize}` },
+  ]),
   ...OBSERVE_BATCH_SIZES.map((batchSize) => ({
     label: `Observe ${batchSize}/batch / HINCRBY ${batchSize}/pipeline, appendfsync always`,
     impId: `observe-${batchSize}`,
@@ -751,12 +863,9 @@ async function main(): Promise<void> {
   const ipCount = keys.filter((key) => key.kind === 'ip').length;
   print(`IMP-CDR benchmark: ${keys.length} keys (${ipCount} IPv4 addresses, ${keys.length - ipCount} domains, ${skipped} lines rejected by the key check)`);
 
-  const imp = await benchImp(keys);
-  await runCleanups();
-
-  let redisMeasurements: Measurement[] = [];
-  let redisVersion = 'not installed';
-  const notes = [...imp.notes];
+  const imp = await setUpImp(keys);
+  const notes = imp.notes;
+  let redis: RedisTarget | undefined;
   if (redisVersionLine === undefined) {
     const message =
       'redis-server not found on the PATH, so the Redis rows are missing. Install the Debian package ' +
@@ -764,21 +873,18 @@ async function main(): Promise<void> {
     process.stderr.write(`bench: ${message}\n`);
     notes.push(message);
   } else {
-    const server = await startRedis();
-    redisVersion = server.version;
-    print(`Redis ${server.version} started on 127.0.0.1:${server.port}, append-only file in ${server.dir}`);
-    redisMeasurements = await benchRedis(server, keys, imp.warmValues);
-    await runCleanups();
+    redis = await setUpRedis(keys, imp.warmValues);
     const valueBytes = [...imp.warmValues.values()].reduce((sum, value) => sum + value.length, 0);
     notes.push(`Redis values are the encoded Reputation messages of the warm keys, ${(valueBytes / imp.warmValues.size).toFixed(0)} bytes on average`);
   }
 
-  const measurements = [...imp.measurements, ...redisMeasurements];
+  const measurements = await runScenarios(imp, redis);
+  await runCleanups();
 
   print();
   print('## Machine');
   print();
-  for (const line of describeMachine(redisVersion, loadAtStart)) {
+  for (const line of describeMachine(redis?.server.version ?? 'not installed', loadAtStart)) {
     print(`- ${line}`);
   }
   print();
@@ -799,6 +905,9 @@ try {
   await main();
 } catch (error) {
   process.stderr.write(`bench: failed: ${(error as Error).stack ?? String(error)}\n`);
+  if (repositoryLog.length > 0) {
+    process.stderr.write(`bench: last lines of the repository log:\n${repositoryLog.slice(-20).join('\n')}\n`);
+  }
   process.exitCode = 1;
 } finally {
   await runCleanups();

@@ -133,6 +133,22 @@ export interface CdrConfig {
     /** Time a lookup may take before `unavailable` is returned, in milliseconds. @defaultValue 2000 */
     lookupTimeoutMs: number;
   };
+  pairing: {
+    /** Address the pairing SSH listener (imp-cdr-pairing) binds to. @defaultValue '127.0.0.1' */
+    host: string;
+    /** TCP port of the pairing SSH listener; 0 picks a free port, which the start log names. @defaultValue 7302 */
+    port: number;
+    /** ed25519 host key in OpenSSH format, relative to `paths.state`; created on first start. @defaultValue 'pairing/ssh_host_ed25519_key' */
+    hostKey: string;
+    /** Local socket of the pairing daemon, relative to `paths.run`. @defaultValue 'pairing.sock' */
+    socket: string;
+    /** Lifetime of a pairing window that `cdrctl pair open` opens without `--seconds`, in seconds. @defaultValue 600 */
+    windowSeconds: number;
+    /** Wrong pairing codes after which a window is locked, so that even the right code is rejected. @defaultValue 3 */
+    maxAttempts: number;
+    /** Time to connect to the other node and finish the SSH handshake, in milliseconds. @defaultValue 10000 */
+    connectTimeoutMs: number;
+  };
 }
 
 /** SNMPv3 user of the standalone agent (USM, RFC 3414). */
@@ -260,6 +276,15 @@ export const DEFAULT_CONFIG: CdrConfig = {
     malicious: 'REJECT Client host rejected by reputation',
     unavailable: 'DUNNO',
     lookupTimeoutMs: 2000,
+  },
+  pairing: {
+    host: '127.0.0.1',
+    port: 7302,
+    hostKey: 'pairing/ssh_host_ed25519_key',
+    socket: 'pairing.sock',
+    windowSeconds: 600,
+    maxAttempts: 3,
+    connectTimeoutMs: 10_000,
   },
 };
 
@@ -401,5 +426,14 @@ export const CONFIG_SCHEMA = section({
     malicious: { type: 'string', minLength: 1 },
     unavailable: { type: 'string', minLength: 1 },
     lookupTimeoutMs: integer(10, 60_000),
+  }),
+  pairing: section({
+    host: { type: 'string', minLength: 1 },
+    port: integer(0, 65535),
+    hostKey: { type: 'string', minLength: 1 },
+    socket: { type: 'string', minLength: 1 },
+    windowSeconds: integer(1, 3600),
+    maxAttempts: integer(1, 10),
+    connectTimeoutMs: integer(100, 600_000),
   }),
 });

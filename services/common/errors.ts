@@ -75,6 +75,22 @@ export const ERROR_CODES = {
   ERR_REPLAY_INPUT: 'Replay input cannot be read',
   ERR_REPLAY_MESSAGE: 'Message cannot be used for replay',
   ERR_POLICYD_REQUEST: 'Policy delegation request is invalid',
+  // Pairing (services/pairing and cdrctl pair/unpair).
+  ERR_PAIR_CODE_INVALID: 'Pairing code is wrong',
+  ERR_PAIR_WINDOW_CLOSED: 'No pairing window is open on the other node',
+  ERR_PAIR_WINDOW_EXPIRED: 'The pairing window has expired',
+  ERR_PAIR_TOO_MANY_ATTEMPTS: 'Too many wrong pairing codes; the pairing window is locked',
+  ERR_PAIR_FINGERPRINT_MISMATCH: 'SSH host key fingerprint does not match the expected one',
+  ERR_PAIR_FINGERPRINT_INVALID: 'SSH host key fingerprint is not in the SHA256: form',
+  ERR_PAIR_CANCELLED: 'The technician did not confirm',
+  ERR_PAIR_UNREACHABLE: 'The pairing service of the other node is not reachable',
+  ERR_PAIR_AUTH_REJECTED: 'The other node rejected the SSH authentication',
+  ERR_PAIR_PROTOCOL: 'The other node sent an unexpected pairing message',
+  ERR_PAIR_SELF: 'A node cannot pair with itself',
+  ERR_PAIR_NOT_PAIRED: 'This node has no peer',
+  ERR_PAIR_DAEMON_UNAVAILABLE: 'The pairing daemon is not reachable',
+  ERR_PAIR_HOST_KEY: 'The SSH host key is missing or invalid',
+  ERR_PAIR_BUSY: 'Another pairing or unpairing is in progress',
 } as const;
 
 /** Stable identifier of an error condition. */

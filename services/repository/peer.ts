@@ -73,7 +73,11 @@ export function checkPeer(peer: Partial<PeerRecord>): PeerRecord {
   if (!peer.host) problems.push('host');
   if (!Number.isInteger(peer.replicationPort) || peer.replicationPort! < 1 || peer.replicationPort! > 65535) problems.push('replicationPort');
   try {
-    new X509Certificate(peer.certificatePem ?? '');
+    // The replication certificate is issued to the node id, so a record whose two disagree is corrupt.
+    const commonName = /(?:^|\n)CN=([^\n]*)/.exec(new X509Certificate(peer.certificatePem ?? '').subject)?.[1];
+    if (peer.nodeId && commonName !== peer.nodeId) {
+      problems.push(`certificatePem (issued to "${commonName ?? ''}", not "${peer.nodeId}")`);
+    }
   } catch {
     problems.push('certificatePem');
   }

@@ -43,6 +43,8 @@ export interface StartOptions {
   extraConfig?: string;
   /** Fixed port; 0 (default) picks a free one. */
   port?: number;
+  /** Fixed replication port; 0 (default) picks a free one. */
+  replicationPort?: number;
 }
 
 /** Writes a configuration under a temporary folder and starts a repository with it. */
@@ -61,7 +63,7 @@ export async function startNode(options: StartOptions = {}): Promise<TestNode> {
         `  port: ${options.port ?? 0}`,
         'replication:',
         '  host: 127.0.0.1',
-        '  port: 0',
+        `  port: ${options.replicationPort ?? 0}`,
         'log:',
         '  level: info',
         options.extraConfig ?? '',

@@ -5,7 +5,9 @@
 import type { Command } from '../command.js';
 import { clientCommand } from './client.js';
 import { lookupCommand } from './lookup.js';
+import { pairCommand } from './pair.js';
 import { policyCommand } from './policy.js';
 import { statusCommand } from './status.js';
+import { unpairCommand } from './unpair.js';
 
-export const COMMANDS: readonly Command[] = [statusCommand, lookupCommand, clientCommand, policyCommand];
+export const COMMANDS: readonly Command[] = [statusCommand, lookupCommand, clientCommand, policyCommand, pairCommand, unpairCommand];
