@@ -88,6 +88,15 @@ export interface CdrConfig {
     /** Time each shutdown step may take before the next one is forced, in milliseconds. @defaultValue 10000 */
     timeoutMs: number;
   };
+  supervision: {
+    /**
+     * Start time asked of systemd (`EXTEND_TIMEOUT_USEC`) while a long step such as the index open runs,
+     * renewed every half of it until the step ends, in milliseconds. @defaultValue 60000
+     */
+    extendTimeoutMs: number;
+    /** Time a watchdog health check may take before it counts as failed, in milliseconds. @defaultValue 5000 */
+    healthCheckTimeoutMs: number;
+  };
 }
 
 export const DEFAULT_CONFIG: CdrConfig = {
@@ -115,6 +124,7 @@ export const DEFAULT_CONFIG: CdrConfig = {
   control: { socket: 'control.sock' },
   log: { level: 'info' },
   shutdown: { timeoutMs: 10_000 },
+  supervision: { extendTimeoutMs: 60_000, healthCheckTimeoutMs: 5_000 },
 };
 
 /** Paths that `make run` uses: everything under the folder of the configuration file. */
@@ -178,5 +188,9 @@ export const CONFIG_SCHEMA = section({
   }),
   shutdown: section({
     timeoutMs: integer(100, 600_000),
+  }),
+  supervision: section({
+    extendTimeoutMs: integer(1000, 3_600_000),
+    healthCheckTimeoutMs: integer(100, 600_000),
   }),
 });
