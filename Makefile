@@ -47,9 +47,9 @@ lint: build
 bench: build
 	$(NODE) dist/bench/run.js
 
+# Builds build/imp-cdr_<version>_<arch>.deb; packaging/build-deb.sh says what goes in it.
 package: build
-	@echo "TODO: the Debian package is not built yet" >&2
-	@exit 1
+	bash packaging/build-deb.sh build
 
 clean:
 	rm -rf dist $(GENERATED)
