@@ -5,7 +5,7 @@ NODE ?= node
 PROTO_DIR := modules/protocol
 GENERATED := $(PROTO_DIR)/generated
 PROTO_FILES := $(PROTO_DIR)/imp.proto $(PROTO_DIR)/control.proto
-TS_SOURCES := $(shell find services modules test bench -name '*.ts' -not -path '*/generated/*' 2>/dev/null)
+TS_SOURCES := $(shell find services modules hw firmware test bench -name '*.ts' -not -path '*/generated/*' 2>/dev/null)
 
 .PHONY: all build run test lint bench package clean proto
 

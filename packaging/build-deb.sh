@@ -27,7 +27,7 @@ opt="$root/opt/imp-cdr"
 
 # Code: the daemons, cdrctl and the shared modules; tests and benchmarks stay out.
 mkdir -p "$opt/dist"
-cp -a dist/services dist/modules "$opt/dist/"
+cp -a dist/services dist/modules dist/hw dist/firmware "$opt/dist/"
 find "$opt/dist" -name '*.map' -delete
 cp package.json package-lock.json "$opt/"
 mkdir -p "$opt/docs"

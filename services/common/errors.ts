@@ -52,6 +52,15 @@ export const ERROR_CODES = {
   ERR_CONTROL_REQUEST: 'Control request failed',
 
   ERR_CLI_USAGE: 'Command line is invalid',
+
+  // Appliance: hardware check (hw/) and firmware bundles (firmware/).
+  ERR_HW_E_SERIES: 'E-series hardware cannot run IMP-CDR',
+  ERR_HW_UNSUPPORTED_MODEL: 'Hardware model is not supported',
+  ERR_HW_DMI_UNREADABLE: 'DMI product name cannot be read',
+  ERR_HW_FACT_UNREADABLE: 'A hardware fact cannot be read',
+  ERR_HW_BELOW_MINIMUM: 'Hardware is below the minimum of its profile',
+  ERR_HW_INTERFACE_MISSING: 'Network interface of a role is missing',
+  ERR_HW_CHECK_FAILED: 'Hardware check failed',
 } as const;
 
 /** Stable identifier of an error condition. */
