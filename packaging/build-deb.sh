@@ -53,6 +53,17 @@ else
   echo "build-deb.sh: no IMP-CDR-MIB file in the tree; the package ships without it" >&2
 fi
 
+# The public key `cdrctl firmware apply` verifies bundles with (firmware.publicKey in cdr.yaml).
+# TODO: commit the release public key as packaging/release-key.pem once the release signing key exists;
+# until then IMP_CDR_RELEASE_KEY names the file to ship.
+release_key="${IMP_CDR_RELEASE_KEY:-packaging/release-key.pem}"
+if [ -f "$release_key" ]; then
+  mkdir -p "$opt/firmware"
+  cp "$release_key" "$opt/firmware/release-key.pem"
+else
+  echo "build-deb.sh: no release public key at $release_key; firmware apply will need --public-key" >&2
+fi
+
 mkdir -p "$root/DEBIAN"
 installed_kib="$(du -sk --exclude=DEBIAN "$root" | cut -f1)"
 sed -e "s/@VERSION@/$version/" -e "s/@ARCH@/$arch/" -e "s/@INSTALLED_SIZE@/$installed_kib/" \

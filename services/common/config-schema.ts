@@ -97,6 +97,15 @@ export interface CdrConfig {
     /** Time a watchdog health check may take before it counts as failed, in milliseconds. @defaultValue 5000 */
     healthCheckTimeoutMs: number;
   };
+  firmware: {
+    /**
+     * Ed25519 public key (PEM) that firmware bundles must be signed for; the package ships it.
+     * @defaultValue '/opt/imp-cdr/firmware/release-key.pem'
+     */
+    publicKey: string;
+    /** Time every unit and the peer link have to become ready after an update, in milliseconds. @defaultValue 120000 */
+    readyTimeoutMs: number;
+  };
 }
 
 export const DEFAULT_CONFIG: CdrConfig = {
@@ -125,6 +134,7 @@ export const DEFAULT_CONFIG: CdrConfig = {
   log: { level: 'info' },
   shutdown: { timeoutMs: 10_000 },
   supervision: { extendTimeoutMs: 60_000, healthCheckTimeoutMs: 5_000 },
+  firmware: { publicKey: '/opt/imp-cdr/firmware/release-key.pem', readyTimeoutMs: 120_000 },
 };
 
 /** Paths that `make run` uses: everything under the folder of the configuration file. */
@@ -192,5 +202,9 @@ export const CONFIG_SCHEMA = section({
   supervision: section({
     extendTimeoutMs: integer(1000, 3_600_000),
     healthCheckTimeoutMs: integer(100, 600_000),
+  }),
+  firmware: section({
+    publicKey: { type: 'string', minLength: 1 },
+    readyTimeoutMs: integer(1000, 3_600_000),
   }),
 });

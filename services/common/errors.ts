@@ -61,6 +61,21 @@ export const ERROR_CODES = {
   ERR_HW_BELOW_MINIMUM: 'Hardware is below the minimum of its profile',
   ERR_HW_INTERFACE_MISSING: 'Network interface of a role is missing',
   ERR_HW_CHECK_FAILED: 'Hardware check failed',
+  ERR_FW_BUNDLE_INVALID: 'Firmware bundle is not a valid bundle',
+  ERR_FW_BUNDLE_TRUNCATED: 'Firmware bundle is truncated',
+  ERR_FW_BUNDLE_TOO_LARGE: 'Firmware bundle is larger than the maximum',
+  ERR_FW_SIGNATURE_INVALID: 'Firmware manifest signature does not verify',
+  ERR_FW_KEY_INVALID: 'Firmware signing or verification key is invalid',
+  ERR_FW_MANIFEST_INVALID: 'Firmware manifest is invalid',
+  ERR_FW_PAYLOAD_MISSING: 'Firmware payload listed in the manifest is missing',
+  ERR_FW_PAYLOAD_HASH: 'Firmware payload does not match its SHA-256 in the manifest',
+  ERR_FW_WRONG_HARDWARE: 'Firmware bundle is not for this hardware model',
+  ERR_FW_DOWNGRADE: 'Firmware version is older than the installed version',
+  ERR_FW_ALREADY_INSTALLED: 'Firmware version is already installed',
+  ERR_FW_CLIENTS_TOO_OLD: 'Connected IMPs run an OOS version older than the bundle requires',
+  ERR_FW_INSTALL_FAILED: 'Installing the firmware payload failed',
+  ERR_FW_NOT_READY: 'Services did not become ready after the firmware change',
+  ERR_FW_NO_PREVIOUS: 'No previous firmware to roll back to',
 } as const;
 
 /** Stable identifier of an error condition. */
