@@ -4,10 +4,11 @@
 
 import type { Command } from '../command.js';
 import { clientCommand } from './client.js';
+import { consoleCommand } from './console.js';
 import { firmwareCommand } from './firmware.js';
 import { hwCommand } from './hw.js';
 import { lookupCommand } from './lookup.js';
 import { policyCommand } from './policy.js';
 import { statusCommand } from './status.js';
 
-export const COMMANDS: readonly Command[] = [statusCommand, lookupCommand, clientCommand, policyCommand, hwCommand, firmwareCommand];
+export const COMMANDS: readonly Command[] = [statusCommand, lookupCommand, clientCommand, policyCommand, hwCommand, firmwareCommand, consoleCommand];
