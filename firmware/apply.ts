@@ -36,8 +36,8 @@ export interface FirmwareState {
 }
 
 /**
- * What applying firmware does to the system. `SystemdFirmwareSystem` in system.ts uses dpkg and
- * systemctl; tests pass their own, because systemd does not run as PID 1 on the test machine.
+ * System actions that applying firmware needs. `SystemdFirmwareSystem` in system.ts uses dpkg and
+ * systemctl. Tests pass their own, because systemd does not run as PID 1 on the test machine.
  */
 export interface FirmwareSystem {
   /** The version of the installed package, used when no firmware was applied yet. */

@@ -1,8 +1,8 @@
 /**
  * The technician console (`cdrctl console`) for tty1 and the serial console: a header with the node's
- * model, firmware, role, peer state and addresses, then a numbered menu. Ctrl-C is answered and
- * ignored, a bad entry is answered and the menu shown again, and an unconfigured node starts with a
- * first-boot wizard (management address, then admin password).
+ * model, firmware, role, peer state and addresses, then a numbered menu. Ctrl-C prints a notice and
+ * is otherwise ignored. A bad entry prints what was expected and shows the menu again. An unconfigured
+ * node starts with a first-boot wizard (management address, then admin password).
  *
  * Interface addresses are written as systemd-networkd `.network` files under `networkRoot`
  * (`/etc/systemd/network` on the appliance). Before each change the previous files are copied to

@@ -65,7 +65,7 @@ export class SystemdFirmwareSystem implements FirmwareSystem {
 
   /**
    * Polls until every unit whose entry point is installed is active (Type=notify units become active
-   * on READY=1), the repository answers on its control socket and, on a paired node, the peer's
+   * on READY=1), the repository responds on its control socket and, on a paired node, the peer's
    * replication port accepts a connection.
    */
   async waitReady(timeoutMs: number): Promise<string | undefined> {

@@ -21,7 +21,7 @@ export interface InterfaceFacts {
   physical: boolean;
 }
 
-/** What was read from one node. A fact that could not be read is undefined. */
+/** Hardware facts read from one node. A fact that could not be read is undefined. */
 export interface HardwareFacts {
   productName: string | undefined;
   vendor: string | undefined;

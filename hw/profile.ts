@@ -6,7 +6,7 @@
 /** Role of a network interface on the appliance. */
 export type InterfaceRole = 'management' | 'replication' | 'service';
 
-/** What a node must have to run IMP-CDR as an appliance of one model. */
+/** Minimum hardware and interface names of one appliance model. */
 export interface HardwareProfile {
   /** Model name used in firmware manifests and messages. */
   model: string;

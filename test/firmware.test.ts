@@ -253,7 +253,7 @@ test('build and verify bad command lines', async (t) => {
   t.false(existsSync(join(work, 'x.bundle')));
 });
 
-/** Records what apply asks of the system; `ready` decides each readiness wait in order. */
+/** Records the calls apply makes; `readyResults` decides each readiness wait, in order. */
 class RecordingSystem implements FirmwareSystem {
   readonly installs: string[] = [];
   restarts = 0;

@@ -1,7 +1,7 @@
 /**
- * The Debian package on this machine: build it with packaging/build-deb.sh, install it with dpkg -i,
- * start the installed repository as the imp-cdr user with the installed configuration, query it with
- * the installed cdrctl, then remove and purge it and check what is left.
+ * The Debian package on this machine. The test builds it with packaging/build-deb.sh and installs it
+ * with dpkg -i. It starts the installed repository as the imp-cdr user with the installed configuration
+ * and queries it with the installed cdrctl. Then it removes and purges the package and checks what is left.
  *
  * systemd does not run as PID 1 here, so the test starts the daemon the way its unit would (same
  * command, user and NOTIFY_SOCKET protocol) with setpriv instead of systemctl. The test needs root and
@@ -176,7 +176,7 @@ const isRoot = process.getuid?.() === 0;
   for (const path of REMOVED_ON_PURGE) {
     t.false(existsSync(path), `${path} is left after purge`);
   }
-  // The documented remainder: the system user and group, kept as Debian policy asks.
+  // The documented remainder: the system user and group, kept as Debian policy recommends.
   t.is((await run('getent', ['passwd', 'imp-cdr'])).code, 0);
   t.is((await run('getent', ['group', 'imp-cdr'])).code, 0);
 });
