@@ -24,7 +24,10 @@ import type { HardwareReport } from '../hw/check.js';
 import { O550_PROFILE, type InterfaceRole } from '../hw/profile.js';
 import { SOFTWARE_VERSION } from '../services/common/version.js';
 import { ControlClient } from '../modules/protocol/control-client.js';
-import { readFirmwareState } from './apply.js';
+import { createLogger } from '../services/common/logger.js';
+import { applyBundle, readFirmwareState } from './apply.js';
+import { loadPublicKey } from './bundle.js';
+import { SystemdFirmwareSystem } from './system.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -36,7 +39,13 @@ export interface ConsoleOptions {
   /** Firmware state folder, for the version in the header. */
   firmwareDir: string;
   controlSocketPath: string;
+  /** Hardware check for the header; it accepts unsupported hardware so that the console always starts. */
   hardware: HardwareReport;
+  /** Strict hardware check run before a firmware apply from the menu. */
+  checkHardwareForApply: () => HardwareReport;
+  /** `firmware.publicKey` and `firmware.readyTimeoutMs` from the configuration. */
+  firmwarePublicKeyPath: string;
+  firmwareReadyTimeoutMs: number;
   input: NodeJS.ReadableStream;
   output: NodeJS.WritableStream;
   /** Runs a power action (`systemctl reboot` or `systemctl poweroff`). */
@@ -190,7 +199,7 @@ class ConsoleSession {
         this.#print('SNMP settings are not available yet: the SNMP service is not installed on this node.');
         return;
       case '5':
-        this.#print('Apply firmware from the shell: cdrctl firmware apply BUNDLE (it verifies, installs and rolls back by itself).');
+        await this.#applyFirmware();
         return;
       case '6':
         await this.#serviceStatus();
@@ -297,6 +306,34 @@ class ConsoleSession {
     renameSync(`${path}.tmp`, path);
     this.#print('Admin password changed.');
     return true;
+  }
+
+  /** Applies a bundle as `cdrctl firmware apply` does, without the downgrade and hardware overrides. */
+  async #applyFirmware(): Promise<void> {
+    const bundlePath = await this.#ask('Firmware bundle path (empty to cancel): ');
+    if (!bundlePath) {
+      return;
+    }
+    try {
+      const outcome = await applyBundle({
+        bundlePath,
+        publicKey: loadPublicKey(this.#options.firmwarePublicKeyPath),
+        stateDir: this.#options.firmwareDir,
+        hardware: this.#options.checkHardwareForApply(),
+        allowDowngrade: false,
+        readyTimeoutMs: this.#options.firmwareReadyTimeoutMs,
+        system: new SystemdFirmwareSystem(this.#options.controlSocketPath),
+        log: createLogger('console', 'silent'),
+      });
+      this.#print(
+        outcome.result === 'committed'
+          ? `Firmware ${outcome.version} applied and committed.`
+          : `Firmware ${outcome.version} failed and was rolled back to ${outcome.restoredVersion}: ${outcome.reason}`,
+      );
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      this.#print(`Firmware not applied: ${(error as Error).message}${code ? ` (${code})` : ''}`);
+    }
   }
 
   async #serviceStatus(): Promise<void> {

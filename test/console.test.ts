@@ -4,6 +4,7 @@
  */
 
 import { execFile } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -35,7 +36,9 @@ async function startConsole(t: { teardown(fn: () => Promise<void> | void): void 
   const networkRoot = join(dir, 'network');
   const stateDir = join(dir, 'console');
   const hwRoot = writeHardwareFixture(O550_FIXTURE);
-  writeFileSync(join(dir, 'cdr.yaml'), 'paths:\n  state: .\n  run: run\n');
+  const { publicKey } = generateKeyPairSync('ed25519');
+  writeFileSync(join(dir, 'release-key.pem'), publicKey.export({ type: 'spki', format: 'pem' }));
+  writeFileSync(join(dir, 'cdr.yaml'), 'paths:\n  state: .\n  run: run\nfirmware:\n  publicKey: release-key.pem\n');
   if (options.configured) {
     mkdirSync(stateDir);
     writeFileSync(join(stateDir, 'configured'), 'test\n');
@@ -245,5 +248,42 @@ test.serial('restore and factory reset', async (t) => {
   await pane.waitFor(/Factory reset done\.\nFirst boot: this node is not configured yet\./, before);
   t.deepEqual(readdirSync(pane.networkRoot), []);
   t.false(existsSync(join(pane.stateDir, 'configured')));
+  t.true(await pane.alive());
+});
+
+test.serial('firmware from menu rejects bad bundles', async (t) => {
+  const pane = await startConsole(t, { configured: true });
+  await pane.waitFor(/Choice:$/m);
+
+  const missing = join(pane.dir, 'absent.bundle');
+  const truncated = join(pane.dir, 'truncated.bundle');
+  writeFileSync(truncated, Buffer.alloc(3000, 7));
+  const cases: Array<[string, RegExp]> = [
+    [missing, /Firmware not applied: cannot read bundle .*absent\.bundle: ENOENT \(ERR_FW_BUNDLE_INVALID\)/],
+    [truncated, /Firmware not applied: bundle .*truncated\.bundle \(3000 bytes\) does not end with the tar end-of-archive blocks; it was cut short, so copy it again \(ERR_FW_BUNDLE_TRUNCATED\)/],
+  ];
+  for (const [bundle, message] of cases) {
+    const before = (await pane.screen()).length;
+    await pane.line('5');
+    await pane.waitFor(/Firmware bundle path \(empty to cancel\):$/m, before);
+    await pane.line(bundle);
+    await pane.waitFor(message, before);
+    await pane.waitFor(/ 0\) Leave the console\nChoice:$/m, before);
+  }
+
+  const before = (await pane.screen()).length;
+  await pane.line('5');
+  await pane.waitFor(/Firmware bundle path/, before);
+  await pane.line('');
+  await pane.waitFor(/ 0\) Leave the console\nChoice:$/m, before);
+
+  t.false(existsSync(join(pane.dir, 'firmware', 'state.json')));
+  t.deepEqual(
+    readFileSync(join(pane.dir, 'firmware', 'history.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((line) => (JSON.parse(line) as { event: string; code: string }).code),
+    ['ERR_FW_BUNDLE_INVALID', 'ERR_FW_BUNDLE_TRUNCATED'],
+  );
   t.true(await pane.alive());
 });

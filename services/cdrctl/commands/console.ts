@@ -32,6 +32,9 @@ export const consoleCommand: Command = {
       firmwareDir: join(config.paths.state, 'firmware'),
       controlSocketPath: resolveUnder(config.paths.run, config.control.socket),
       hardware: checkHardware(readHardwareFacts(values.root), { allowUnsupported: true }),
+      checkHardwareForApply: () => checkHardware(readHardwareFacts(values.root), { allowUnsupported: false }),
+      firmwarePublicKeyPath: config.firmware.publicKey,
+      firmwareReadyTimeoutMs: config.firmware.readyTimeoutMs,
       input: process.stdin,
       output: process.stdout,
     });
