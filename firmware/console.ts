@@ -95,12 +95,20 @@ class ConsoleSession {
   readonly #muted: { on: boolean };
   #closed = false;
   #pendingAnswer: ((answer: string | undefined) => void) | undefined;
-  #pendingQuestion: AbortController | undefined;
+  /** Lines typed while no question was open (while the header was being read), answered in order. */
+  readonly #typedAhead: string[] = [];
 
   constructor(rl: Interface, options: ConsoleOptions, muted: { on: boolean }) {
     this.#rl = rl;
     this.#options = options;
     this.#muted = muted;
+    rl.on('line', (line) => {
+      if (this.#pendingAnswer) {
+        this.#pendingAnswer(line);
+      } else {
+        this.#typedAhead.push(line);
+      }
+    });
     rl.on('close', () => {
       this.#closed = true;
       this.#pendingAnswer?.(undefined);
@@ -115,8 +123,7 @@ class ConsoleSession {
   onInterrupt(): void {
     this.#muted.on = false;
     this.#print('\nCtrl-C does not leave the console; choose 0 to leave.');
-    // Aborting clears readline's question, so that the next question shows its own prompt.
-    this.#pendingQuestion?.abort();
+    this.#typedAhead.length = 0;
     this.#pendingAnswer?.('');
   }
 
@@ -133,9 +140,13 @@ class ConsoleSession {
         }
         resolveAnswer(answer === undefined ? undefined : answer.trim());
       };
-      this.#pendingQuestion = new AbortController();
-      this.#rl.question(question, { signal: this.#pendingQuestion.signal }, (answer) => this.#pendingAnswer?.(answer));
+      this.#rl.setPrompt(question);
+      this.#rl.prompt();
       this.#muted.on = hidden;
+      const typed = this.#typedAhead.shift();
+      if (typed !== undefined) {
+        this.#pendingAnswer(typed);
+      }
     });
   }
 

@@ -1,6 +1,6 @@
 /**
  * The technician console driven in tmux as a technician would: keys go in with `send-keys`, the screen
- * is read with `capture-pane`. Each test runs its own tmux server on its own socket.
+ * is read with `capture-pane`. Each test runs its own tmux server on a socket in its own folder.
  */
 
 import { execFile } from 'node:child_process';
@@ -32,7 +32,8 @@ interface ConsolePane {
 
 async function startConsole(t: { teardown(fn: () => Promise<void> | void): void }, options: { configured: boolean }): Promise<ConsolePane> {
   const dir = mkdtempSync(join(tmpdir(), 'imp-cdr-console-'));
-  const socket = `imp-cdr-test-${process.pid}-${Math.random().toString(16).slice(2)}`;
+  // The tmux server socket lives in the test folder, so the teardown removes it with the folder.
+  const socket = join(dir, 'tmux.sock');
   const networkRoot = join(dir, 'network');
   const stateDir = join(dir, 'console');
   const hwRoot = writeHardwareFixture(O550_FIXTURE);
@@ -44,7 +45,7 @@ async function startConsole(t: { teardown(fn: () => Promise<void> | void): void 
     writeFileSync(join(stateDir, 'configured'), 'test\n');
   }
 
-  const tmux = (...args: string[]) => execFileAsync('tmux', ['-L', socket, ...args]);
+  const tmux = (...args: string[]) => execFileAsync('tmux', ['-S', socket, ...args]);
   const command = `${process.execPath} ${CDRCTL_MAIN} --config ${join(dir, 'cdr.yaml')} console --network-root ${networkRoot} --root ${hwRoot}`;
   await tmux('new-session', '-d', '-s', 'console', '-x', '120', '-y', '50', command);
   await tmux('set-option', '-t', 'console', 'remain-on-exit', 'on');
@@ -196,8 +197,12 @@ test.serial('Ctrl-C and bad entries', async (t) => {
   await pane.waitFor(/Cannot read the peer: cannot connect to the control socket .*control\.sock \(ENOENT\): is the repository running\?/, before);
 
   t.true(await pane.alive());
+  // Sent without waiting for the menu: a line typed ahead is kept and answers the next question.
   await pane.line('0');
-  await pane.waitFor(/Pane is dead/);
+  const deadline = Date.now() + 15_000;
+  while ((await pane.alive()) && Date.now() < deadline) {
+    await sleep(100);
+  }
   t.false(await pane.alive());
 });
 
