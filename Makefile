@@ -5,7 +5,7 @@ NODE ?= node
 PROTO_DIR := modules/protocol
 GENERATED := $(PROTO_DIR)/generated
 PROTO_FILES := $(PROTO_DIR)/imp.proto $(PROTO_DIR)/control.proto $(PROTO_DIR)/replication.proto $(PROTO_DIR)/pairing.proto
-TS_SOURCES := $(shell find services modules test bench -name '*.ts' -not -path '*/generated/*' 2>/dev/null)
+TS_SOURCES := $(shell find services modules hw firmware test bench -name '*.ts' -not -path '*/generated/*' 2>/dev/null)
 
 .PHONY: all build run run-pairing test lint bench bench-snmp bench-imp-client mib-lint package clean proto
 
@@ -62,9 +62,9 @@ mib-lint: node_modules/.package-lock.json
 bench-imp-client: build
 	$(NODE) dist/bench/imp-client-wire.js
 
+# Builds build/imp-cdr_<version>_<arch>.deb; packaging/build-deb.sh says what goes in it.
 package: build
-	@echo "TODO: the Debian package is not built yet" >&2
-	@exit 1
+	bash packaging/build-deb.sh build
 
 clean:
 	rm -rf dist $(GENERATED)

@@ -149,6 +149,24 @@ export interface CdrConfig {
     /** Time to connect to the other node and finish the SSH handshake, in milliseconds. @defaultValue 10000 */
     connectTimeoutMs: number;
   };
+  supervision: {
+    /**
+     * Start time asked of systemd (`EXTEND_TIMEOUT_USEC`) while a long step such as the index open runs,
+     * renewed every half of it until the step ends, in milliseconds. @defaultValue 60000
+     */
+    extendTimeoutMs: number;
+    /** Time a watchdog health check may take before it counts as failed, in milliseconds. @defaultValue 5000 */
+    healthCheckTimeoutMs: number;
+  };
+  firmware: {
+    /**
+     * Ed25519 public key (PEM) that firmware bundles must be signed for; the package ships it.
+     * @defaultValue '/opt/imp-cdr/firmware/release-key.pem'
+     */
+    publicKey: string;
+    /** Time every unit and the peer link have to become ready after an update, in milliseconds. @defaultValue 120000 */
+    readyTimeoutMs: number;
+  };
 }
 
 /** SNMPv3 user of the standalone agent (USM, RFC 3414). */
@@ -286,6 +304,8 @@ export const DEFAULT_CONFIG: CdrConfig = {
     maxAttempts: 3,
     connectTimeoutMs: 10_000,
   },
+  supervision: { extendTimeoutMs: 60_000, healthCheckTimeoutMs: 5_000 },
+  firmware: { publicKey: '/opt/imp-cdr/firmware/release-key.pem', readyTimeoutMs: 120_000 },
 };
 
 /** Paths that `make run` uses: everything under the folder of the configuration file. */
@@ -435,5 +455,13 @@ export const CONFIG_SCHEMA = section({
     windowSeconds: integer(1, 3600),
     maxAttempts: integer(1, 10),
     connectTimeoutMs: integer(100, 600_000),
+  }),
+  supervision: section({
+    extendTimeoutMs: integer(1000, 3_600_000),
+    healthCheckTimeoutMs: integer(100, 600_000),
+  }),
+  firmware: section({
+    publicKey: { type: 'string', minLength: 1 },
+    readyTimeoutMs: integer(1000, 3_600_000),
   }),
 });

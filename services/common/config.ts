@@ -61,6 +61,7 @@ export function parseConfig(text: string, sourcePath: string): Readonly<CdrConfi
   const base = dirname(resolve(sourcePath));
   merged.paths.state = resolve(base, merged.paths.state);
   merged.paths.run = resolve(base, merged.paths.run);
+  merged.firmware.publicKey = resolve(base, merged.firmware.publicKey);
 
   return deepFreeze(merged);
 }

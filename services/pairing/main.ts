@@ -12,6 +12,7 @@ import { parseArgs } from 'node:util';
 import { DEVELOPMENT_CONFIG_PATH, ensureDevelopmentConfig, loadConfig, PRODUCTION_CONFIG_PATH } from '../common/config.js';
 import { CdrError, isCdrError } from '../common/errors.js';
 import { createLogger } from '../common/logger.js';
+import { SdNotifier } from '../common/sd-notify.js';
 import { PairingDaemon } from './daemon.js';
 
 /** Exit status for configuration errors (EX_CONFIG in sysexits.h); systemd units do not restart on it. */
@@ -39,6 +40,7 @@ async function main(): Promise<void> {
   const log = createLogger('pairing', loaded.config.log.level);
   log.info({ config: loaded.path }, 'starting');
   const daemon = new PairingDaemon(loaded.config, log);
+  const notifier = SdNotifier.fromEnvironment(log, { healthCheckTimeoutMs: loaded.config.supervision.healthCheckTimeoutMs });
 
   let stopping = false;
   const stop = (signal: string) => {
@@ -48,6 +50,7 @@ async function main(): Promise<void> {
     }
     stopping = true;
     log.info({ signal }, 'stopping');
+    notifier.stopping(`stopping on ${signal}`);
     daemon.stop().then(
       () => {
         log.info('stopped');
@@ -64,6 +67,9 @@ async function main(): Promise<void> {
 
   try {
     await daemon.start();
+    // The SSH listener accepts only during a pairing window; the watchdog check is that the event loop runs.
+    notifier.ready('waiting for a pairing window');
+    notifier.startWatchdog(async () => undefined, () => 'waiting for a pairing window');
   } catch (error) {
     const message = error instanceof CdrError ? `${error.code}: ${error.message}` : String(error);
     log.fatal({ err: error }, 'start failed');

@@ -46,6 +46,10 @@ export class ControlServer {
     this.#server.on('error', (error) => this.#log.error({ err: error }, 'control socket error'));
   }
 
+  get listening(): boolean {
+    return this.#server.listening;
+  }
+
   /**
    * Listens on `path`. A socket file left by a process that died is removed first; the index lock,
    * taken before this, guarantees no live repository owns it.

@@ -45,6 +45,10 @@ export class ImpServer {
     return this.#tlsFailures;
   }
 
+  get listening(): boolean {
+    return this.#server.listening;
+  }
+
   /** Starts listening and resolves with the bound address. */
   listen(host: string, port: number): Promise<{ host: string; port: number }> {
     return new Promise((resolveListen, rejectListen) => {

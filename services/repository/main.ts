@@ -12,6 +12,7 @@ import { parseArgs } from 'node:util';
 import { DEVELOPMENT_CONFIG_PATH, ensureDevelopmentConfig, loadConfig, PRODUCTION_CONFIG_PATH } from '../common/config.js';
 import { CdrError, isCdrError } from '../common/errors.js';
 import { createLogger } from '../common/logger.js';
+import { SdNotifier } from '../common/sd-notify.js';
 import { Repository } from './repository.js';
 
 /** Exit status for configuration errors (EX_CONFIG in sysexits.h); systemd units do not restart on it. */
@@ -38,7 +39,8 @@ async function main(): Promise<void> {
 
   const log = createLogger('repository', loaded.config.log.level);
   log.info({ config: loaded.path }, 'starting');
-  const repository = new Repository(loaded.config, log);
+  const notifier = SdNotifier.fromEnvironment(log, { healthCheckTimeoutMs: loaded.config.supervision.healthCheckTimeoutMs });
+  const repository = new Repository(loaded.config, log, notifier);
 
   let stopping = false;
   const stop = (signal: string) => {
@@ -48,9 +50,11 @@ async function main(): Promise<void> {
     }
     stopping = true;
     log.info({ signal }, 'stopping');
+    notifier.stopping(`stopping on ${signal}`);
     repository.stop().then(
       () => {
         log.info('stopped');
+        notifier.close();
         process.exit(0);
       },
       (error: unknown) => {
@@ -64,10 +68,13 @@ async function main(): Promise<void> {
 
   try {
     await repository.start();
+    notifier.ready(repository.statusLine());
+    notifier.startWatchdog(() => repository.checkHealth(), () => repository.statusLine());
   } catch (error) {
     const message = error instanceof CdrError ? `${error.code}: ${error.message}` : String(error);
     log.fatal({ err: error }, 'start failed');
     process.stderr.write(`imp-cdr-repository: start failed: ${message}\n`);
+    notifier.status(`start failed: ${message}`);
     await repository.stop().catch(() => undefined);
     process.exit(1);
   }

@@ -5,6 +5,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { resolveUnder, type CdrConfig } from '../common/config.js';
@@ -12,6 +13,7 @@ import { CdrError } from '../common/errors.js';
 import { Lifecycle } from '../common/lifecycle.js';
 import { runShutdownStep } from '../common/lifecycle.js';
 import type { Logger } from '../common/logger.js';
+import type { SdNotifier } from '../common/sd-notify.js';
 import { SOFTWARE_VERSION } from '../common/version.js';
 import type { impcdr } from '../../modules/protocol/generated/messages.js';
 import { ControlServer } from './control-server.js';
@@ -45,10 +47,13 @@ export class Repository {
   #replicator: Replicator | undefined;
   #replicationAddress = '';
   #purging: Promise<void> | undefined;
+  readonly #notifier: SdNotifier | undefined;
 
-  constructor(config: Readonly<CdrConfig>, log: Logger) {
+  /** `notifier` receives `STATUS=` and `EXTEND_TIMEOUT_USEC=` during `start`; main sends `READY=1`. */
+  constructor(config: Readonly<CdrConfig>, log: Logger, notifier?: SdNotifier) {
     this.#config = config;
     this.#log = log;
+    this.#notifier = notifier;
   }
 
   get nodeId(): string {
@@ -76,23 +81,26 @@ export class Repository {
     this.#clock = new HybridLogicalClock(this.#nodeId);
     const log = this.#log;
 
-    this.#store = await IndexStore.open({ location: this.indexPath, nodeId: this.#nodeId, bucketSeconds: config.index.bucketSeconds, log });
-    this.#index = await ReputationIndex.create({
-      store: this.#store,
+    this.#store = await this.#longStep('opening index', () =>
+      IndexStore.open({ location: this.indexPath, nodeId: this.#nodeId, bucketSeconds: config.index.bucketSeconds, log }),
+    );
+    const store = this.#store;
+    this.#index = await this.#longStep('loading reputation policy', () => ReputationIndex.create({
+      store,
       log,
       bucketSeconds: config.index.bucketSeconds,
       retentionDays: config.index.retentionDays,
       cacheMaxEntries: config.cache.maxEntries,
       cacheMaxAgeMs: config.cache.maxAgeMs,
       clock: this.#clock,
-    });
+    }));
 
     const tlsDir = resolveUnder(config.paths.state, config.tls.dir);
-    const tls = await loadServerTlsMaterial(tlsDir, {
+    const tls = await this.#longStep('loading TLS material', () => loadServerTlsMaterial(tlsDir, {
       generate: config.tls.generate,
       serverValidDays: config.tls.serverValidDays,
       serverNames: defaultServerNames(config.imp.host),
-    });
+    }));
     if (tls.generated.length > 0) {
       log.info({ dir: tlsDir, generated: tls.generated }, 'generated TLS material');
     }
@@ -106,6 +114,7 @@ export class Repository {
       subscriptions.notify(index, touched).catch((error: unknown) => log.error({ err: error }, 'pushing changes failed'));
     };
 
+    this.#notifier?.status('opening listeners');
     this.#replicator = new Replicator({
       store: this.#store,
       identity: this.#replicationIdentity,
@@ -154,6 +163,51 @@ export class Repository {
       { nodeId: this.#nodeId, imp: this.#impAddress, replication: this.#replicationAddress, control: this.controlSocketPath, version: SOFTWARE_VERSION },
       'repository ready',
     );
+  }
+
+  /** Runs one start step, asking systemd for more start time while it runs. */
+  #longStep<T>(status: string, action: () => Promise<T>): Promise<T> {
+    if (!this.#notifier) {
+      return action();
+    }
+    return this.#notifier.extendWhile(status, this.#config.supervision.extendTimeoutMs, action);
+  }
+
+  /**
+   * Checks that the daemon can serve: open, both listeners listening, the control socket file present
+   * (cdrctl cannot connect when it was deleted) and the index answering a read. Resolves to undefined
+   * when healthy, or to the first failure. The watchdog pings systemd only while this passes.
+   */
+  async checkHealth(): Promise<string | undefined> {
+    if (this.lifecycle.state !== 'open') {
+      return `repository is ${this.lifecycle.state}`;
+    }
+    if (!this.#impServer?.listening) {
+      return 'IMP listener is not listening';
+    }
+    if (!this.#control?.listening) {
+      return 'control socket is not listening';
+    }
+    try {
+      if (!(await stat(this.controlSocketPath)).isSocket()) {
+        return `control socket ${this.controlSocketPath} is not a socket`;
+      }
+    } catch (error) {
+      return `control socket ${this.controlSocketPath} is missing: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`;
+    }
+    try {
+      await this.#store?.getPolicy();
+    } catch (error) {
+      return `index read failed: ${(error as Error).message}`;
+    }
+    return undefined;
+  }
+
+  /** One line for `systemctl status`: listener, clients and traffic. */
+  statusLine(): string {
+    const clients = [...(this.#impServer?.connections ?? [])].filter((connection) => connection.identity).length;
+    const traffic = this.#impServer?.traffic;
+    return `serving IMPs on ${this.#impAddress}; ${clients} clients, ${traffic?.observations ?? 0} observations, ${traffic?.lookups ?? 0} lookups`;
   }
 
   /** Closes the parts in reverse order; each step gets `shutdown.timeoutMs` before the next is forced. */

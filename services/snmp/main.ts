@@ -13,6 +13,7 @@ import { parseArgs } from 'node:util';
 import { DEVELOPMENT_CONFIG_PATH, loadConfig, PRODUCTION_CONFIG_PATH } from '../common/config.js';
 import { CdrError, isCdrError } from '../common/errors.js';
 import { createLogger } from '../common/logger.js';
+import { SdNotifier } from '../common/sd-notify.js';
 import { SnmpService } from './service.js';
 import { snmpSettingsOf } from './settings.js';
 
@@ -39,6 +40,7 @@ async function main(): Promise<void> {
   const log = createLogger('snmp', config.log.level);
   log.info({ config: configPath, mode: settings.mode }, 'starting');
   const service = new SnmpService(config, settings, log);
+  const notifier = SdNotifier.fromEnvironment(log, { healthCheckTimeoutMs: config.supervision.healthCheckTimeoutMs });
 
   let stopping = false;
   const stop = (signal: string) => {
@@ -48,6 +50,7 @@ async function main(): Promise<void> {
     }
     stopping = true;
     log.info({ signal }, 'stopping');
+    notifier.stopping(`stopping on ${signal}`);
     const timer = setTimeout(() => {
       log.error({ timeoutMs: config.shutdown.timeoutMs, code: 'ERR_SHUTDOWN_TIMEOUT' }, 'shutdown timed out; exiting');
       process.exit(1);
@@ -71,6 +74,10 @@ async function main(): Promise<void> {
     await service.start();
     await service.ready();
     log.info({ engineId: service.engineId }, 'snmp agent ready');
+    // The agent answers from its last snapshot even while the repository is down, so the watchdog
+    // check is only that the event loop runs.
+    notifier.ready(`serving IMP-CDR-MIB (${settings.mode})`);
+    notifier.startWatchdog(async () => undefined, () => `serving IMP-CDR-MIB (${settings.mode})`);
   } catch (error) {
     const message = error instanceof CdrError ? `${error.code}: ${error.message}` : String(error);
     log.fatal({ err: error }, 'start failed');

@@ -45,6 +45,8 @@ export interface StartOptions {
   port?: number;
   /** Fixed replication port; 0 (default) picks a free one. */
   replicationPort?: number;
+  /** Variables added to the daemon's environment, such as NOTIFY_SOCKET. */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** Writes a configuration under a temporary folder and starts a repository with it. */
@@ -70,7 +72,7 @@ export async function startNode(options: StartOptions = {}): Promise<TestNode> {
       ].join('\n'),
     );
   }
-  return launch(dir, configPath);
+  return launch(dir, configPath, options.env);
 }
 
 /** Starts a repository on an existing state folder and configuration, as after a crash. */
@@ -78,8 +80,11 @@ export async function restartNode(previous: TestNode): Promise<TestNode> {
   return launch(previous.dir, previous.configPath);
 }
 
-async function launch(dir: string, configPath: string): Promise<TestNode> {
-  const child = spawn(process.execPath, [REPOSITORY_MAIN, '--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+async function launch(dir: string, configPath: string, env?: NodeJS.ProcessEnv): Promise<TestNode> {
+  const child = spawn(process.execPath, [REPOSITORY_MAIN, '--config', configPath], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  });
   const output: string[] = [];
   let exitCode: number | null | undefined;
   const exited = new Promise<number | null>((resolveExit) =>

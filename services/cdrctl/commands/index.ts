@@ -4,10 +4,23 @@
 
 import type { Command } from '../command.js';
 import { clientCommand } from './client.js';
+import { consoleCommand } from './console.js';
+import { firmwareCommand } from './firmware.js';
+import { hwCommand } from './hw.js';
 import { lookupCommand } from './lookup.js';
 import { pairCommand } from './pair.js';
 import { policyCommand } from './policy.js';
 import { statusCommand } from './status.js';
 import { unpairCommand } from './unpair.js';
 
-export const COMMANDS: readonly Command[] = [statusCommand, lookupCommand, clientCommand, policyCommand, pairCommand, unpairCommand];
+export const COMMANDS: readonly Command[] = [
+  statusCommand,
+  lookupCommand,
+  clientCommand,
+  policyCommand,
+  pairCommand,
+  unpairCommand,
+  hwCommand,
+  firmwareCommand,
+  consoleCommand,
+];

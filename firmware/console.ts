@@ -1,0 +1,470 @@
+/**
+ * The technician console (`cdrctl console`) for tty1 and the serial console: a header with the node's
+ * model, firmware, role, peer state and addresses, then a numbered menu. Ctrl-C prints a notice and
+ * is otherwise ignored. A bad entry prints what was expected and shows the menu again. An unconfigured
+ * node starts with a first-boot wizard (management address, then admin password).
+ *
+ * Interface addresses are written as systemd-networkd `.network` files under `networkRoot`
+ * (`/etc/systemd/network` on the appliance). Before each change the previous files are copied to
+ * `<stateDir>/previous-network/`, which "restore the previous configuration" puts back.
+ */
+
+import { execFile } from 'node:child_process';
+import { randomBytes, scryptSync } from 'node:crypto';
+import { cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
+import { join } from 'node:path';
+import { createInterface, type Interface } from 'node:readline';
+import { Writable } from 'node:stream';
+import { promisify } from 'node:util';
+
+import ipaddr from 'ipaddr.js';
+
+import type { HardwareReport } from '../hw/check.js';
+import { O550_PROFILE, type InterfaceRole } from '../hw/profile.js';
+import { SOFTWARE_VERSION } from '../services/common/version.js';
+import { ControlClient } from '../modules/protocol/control-client.js';
+import { createLogger } from '../services/common/logger.js';
+import { applyBundle, readFirmwareState } from './apply.js';
+import { loadPublicKey } from './bundle.js';
+import { SystemdFirmwareSystem } from './system.js';
+
+const execFileAsync = promisify(execFile);
+
+export interface ConsoleOptions {
+  /** Folder of the systemd-networkd files. */
+  networkRoot: string;
+  /** Console state: admin password hash, first-boot marker, previous network files. */
+  stateDir: string;
+  /** Firmware state folder, for the version in the header. */
+  firmwareDir: string;
+  controlSocketPath: string;
+  /** Hardware check for the header; it accepts unsupported hardware so that the console always starts. */
+  hardware: HardwareReport;
+  /** Strict hardware check run before a firmware apply from the menu. */
+  checkHardwareForApply: () => HardwareReport;
+  /** `firmware.publicKey` and `firmware.readyTimeoutMs` from the configuration. */
+  firmwarePublicKeyPath: string;
+  firmwareReadyTimeoutMs: number;
+  input: NodeJS.ReadableStream;
+  output: NodeJS.WritableStream;
+  /** Runs a power action (`systemctl reboot` or `systemctl poweroff`). */
+  powerAction?: (action: 'reboot' | 'poweroff') => Promise<void>;
+}
+
+const ROLES: readonly InterfaceRole[] = ['management', 'replication', 'service'];
+const MIN_PASSWORD_LENGTH = 12;
+const MAX_PASSWORD_LENGTH = 128;
+
+const MENU = [
+  ' 1) Interface addresses',
+  ' 2) Admin password',
+  ' 3) Pairing: open a pairing window or pair with a peer',
+  ' 4) SNMP settings (v3 user, trap targets)',
+  ' 5) Apply firmware',
+  ' 6) Service status and recent log',
+  ' 7) Ping the peer',
+  ' 8) Restore the previous configuration',
+  ' 9) Factory reset',
+  '10) Reboot',
+  '11) Power off',
+  ' 0) Leave the console',
+];
+
+/** Runs the console until the technician leaves it. */
+export async function runConsole(options: ConsoleOptions): Promise<void> {
+  const muted = { on: false };
+  const output = new Writable({
+    write(chunk, encoding, callback) {
+      if (!muted.on) {
+        options.output.write(chunk, encoding);
+      }
+      callback();
+    },
+  });
+  const rl = createInterface({ input: options.input, output, terminal: true });
+  const session = new ConsoleSession(rl, options, muted);
+  rl.on('SIGINT', () => session.onInterrupt());
+  await session.run();
+  rl.close();
+}
+
+class ConsoleSession {
+  readonly #rl: Interface;
+  readonly #options: ConsoleOptions;
+  readonly #muted: { on: boolean };
+  #closed = false;
+  #pendingAnswer: ((answer: string | undefined) => void) | undefined;
+  /** Lines typed while no question was open (while the header was being read), answered in order. */
+  readonly #typedAhead: string[] = [];
+
+  constructor(rl: Interface, options: ConsoleOptions, muted: { on: boolean }) {
+    this.#rl = rl;
+    this.#options = options;
+    this.#muted = muted;
+    rl.on('line', (line) => {
+      if (this.#pendingAnswer) {
+        this.#pendingAnswer(line);
+      } else {
+        this.#typedAhead.push(line);
+      }
+    });
+    rl.on('close', () => {
+      this.#closed = true;
+      this.#pendingAnswer?.(undefined);
+    });
+  }
+
+  #print(text: string): void {
+    this.#options.output.write(`${text}\n`);
+  }
+
+  /** Ctrl-C abandons the current question but never ends the console. */
+  onInterrupt(): void {
+    this.#muted.on = false;
+    this.#print('\nCtrl-C does not leave the console; choose 0 to leave.');
+    this.#typedAhead.length = 0;
+    this.#pendingAnswer?.('');
+  }
+
+  #ask(question: string, hidden = false): Promise<string | undefined> {
+    if (this.#closed) {
+      return Promise.resolve(undefined);
+    }
+    return new Promise((resolveAnswer) => {
+      this.#pendingAnswer = (answer) => {
+        this.#pendingAnswer = undefined;
+        this.#muted.on = false;
+        if (hidden) {
+          this.#options.output.write('\n');
+        }
+        resolveAnswer(answer === undefined ? undefined : answer.trim());
+      };
+      this.#rl.setPrompt(question);
+      this.#rl.prompt();
+      this.#muted.on = hidden;
+      const typed = this.#typedAhead.shift();
+      if (typed !== undefined) {
+        this.#pendingAnswer(typed);
+      }
+    });
+  }
+
+  async run(): Promise<void> {
+    if (!existsSync(join(this.#options.stateDir, 'configured'))) {
+      await this.#firstBoot();
+    }
+    while (!this.#closed) {
+      await this.#showHeader();
+      this.#print(MENU.join('\n'));
+      const choice = await this.#ask('Choice: ');
+      if (choice === undefined || choice === '0') {
+        return;
+      }
+      await this.#dispatch(choice);
+    }
+  }
+
+  async #firstBoot(): Promise<void> {
+    this.#print('First boot: this node is not configured yet.');
+    this.#print('Step 1 of 2: management interface address.');
+    while (!this.#closed && !(await this.#setInterface('management'))) {
+      this.#print('The management address is required; try again.');
+    }
+    this.#print('Step 2 of 2: admin password.');
+    while (!this.#closed && !(await this.#setPassword())) {
+      this.#print('The admin password is required; try again.');
+    }
+    if (!this.#closed) {
+      mkdirSync(this.#options.stateDir, { recursive: true, mode: 0o750 });
+      writeFileSync(join(this.#options.stateDir, 'configured'), `${new Date().toISOString()}\n`);
+      this.#print('First boot finished.');
+    }
+  }
+
+  async #dispatch(choice: string): Promise<void> {
+    switch (choice) {
+      case '':
+        return;
+      case '1': {
+        const role = await this.#ask('Role (management, replication, service): ');
+        if (role === undefined || role === '') {
+          return;
+        }
+        if (!ROLES.includes(role as InterfaceRole)) {
+          this.#print(`Invalid role "${role}"; expected management, replication or service.`);
+          return;
+        }
+        await this.#setInterface(role as InterfaceRole);
+        return;
+      }
+      case '2':
+        await this.#setPassword();
+        return;
+      case '3':
+        // TODO: open the pairing window and pair through imp-cdr-pairing once that daemon exists.
+        this.#print('Pairing is not available yet: the pairing service is not installed on this node.');
+        return;
+      case '4':
+        // TODO: edit the SNMPv3 user and trap targets once the SNMP daemon's configuration exists.
+        this.#print('SNMP settings are not available yet: the SNMP service is not installed on this node.');
+        return;
+      case '5':
+        await this.#applyFirmware();
+        return;
+      case '6':
+        await this.#serviceStatus();
+        return;
+      case '7':
+        await this.#pingPeer();
+        return;
+      case '8':
+        this.#restoreNetwork();
+        return;
+      case '9':
+        await this.#factoryReset();
+        return;
+      case '10':
+      case '11':
+        await this.#power(choice === '10' ? 'reboot' : 'poweroff');
+        return;
+      default:
+        this.#print(`Invalid choice "${choice}"; enter a number from 0 to 11.`);
+    }
+  }
+
+  async #showHeader(): Promise<void> {
+    const firmware = readFirmwareState(this.#options.firmwareDir).current?.version ?? SOFTWARE_VERSION;
+    const node = await this.#nodeState();
+    const addresses = Object.entries(networkInterfaces())
+      .filter(([name]) => name !== 'lo')
+      .map(([name, entries]) => `${name} ${(entries ?? []).map((entry) => `${entry.address}/${entry.netmask.includes(':') ? ipaddr.parse(entry.netmask).prefixLengthFromSubnetMask() : ipaddr.IPv4.parse(entry.netmask).prefixLengthFromSubnetMask()}`).join(' ')}`);
+    this.#print('');
+    this.#print(`IMP-CDR ${this.#options.hardware.model} | firmware ${firmware} | ${node}`);
+    this.#print(`addresses: ${addresses.join('; ') || 'none'}`);
+    this.#print('-'.repeat(60));
+  }
+
+  async #nodeState(): Promise<string> {
+    try {
+      const client = await ControlClient.connect(this.#options.controlSocketPath);
+      try {
+        const { status } = await client.call({ status: {} });
+        const { pairStatus } = await client.call({ pairStatus: {} });
+        const peer = pairStatus?.peer?.nodeId ? `peer ${pairStatus.peer.nodeId} ${pairStatus.replicationState}` : 'no peer';
+        return `node ${status?.nodeId} (${status?.role}) | ${peer}`;
+      } finally {
+        client.close();
+      }
+    } catch {
+      return 'repository not running | peer unknown';
+    }
+  }
+
+  /** Asks for an address and gateway of `role` and writes its networkd file; returns whether it did. */
+  async #setInterface(role: InterfaceRole): Promise<boolean> {
+    const interfaceName = O550_PROFILE.interfaces[role];
+    const address = await this.#ask(`${role} (${interfaceName}) address, CIDR such as 192.0.2.10/24: `);
+    if (!address) {
+      return false;
+    }
+    const parsed = parseCidr(address);
+    if (typeof parsed === 'string') {
+      this.#print(parsed);
+      return false;
+    }
+    const gateway = role === 'management' ? await this.#ask('Gateway (empty for none): ') : '';
+    if (gateway === undefined) {
+      return false;
+    }
+    if (gateway !== '' && (!ipaddr.isValid(gateway) || ipaddr.parse(gateway).kind() !== parsed.kind)) {
+      this.#print(`Invalid gateway "${gateway}"; expected an ${parsed.kind} address.`);
+      return false;
+    }
+
+    this.#backupNetwork();
+    mkdirSync(this.#options.networkRoot, { recursive: true });
+    const path = join(this.#options.networkRoot, `10-imp-cdr-${role}.network`);
+    const lines = ['# Written by the IMP-CDR console.', '[Match]', `Name=${interfaceName}`, '', '[Network]', `Address=${parsed.text}`];
+    if (gateway) {
+      lines.push(`Gateway=${gateway}`);
+    }
+    writeFileSync(`${path}.tmp`, `${lines.join('\n')}\n`);
+    renameSync(`${path}.tmp`, path);
+    this.#print(`Wrote ${path}; networkd applies it at the next restart of systemd-networkd.`);
+    return true;
+  }
+
+  async #setPassword(): Promise<boolean> {
+    const first = await this.#ask(`New admin password (${MIN_PASSWORD_LENGTH} to ${MAX_PASSWORD_LENGTH} characters): `, true);
+    if (!first) {
+      return false;
+    }
+    if (first.length < MIN_PASSWORD_LENGTH || first.length > MAX_PASSWORD_LENGTH) {
+      this.#print(`Invalid password: it has ${first.length} characters; expected ${MIN_PASSWORD_LENGTH} to ${MAX_PASSWORD_LENGTH}.`);
+      return false;
+    }
+    const second = await this.#ask('Repeat the password: ', true);
+    if (second !== first) {
+      this.#print('The passwords differ; the admin password was not changed.');
+      return false;
+    }
+    const salt = randomBytes(16);
+    const hash = scryptSync(first, salt, 32, { N: 16384, r: 8, p: 1 });
+    mkdirSync(this.#options.stateDir, { recursive: true, mode: 0o750 });
+    const path = join(this.#options.stateDir, 'admin-password');
+    writeFileSync(`${path}.tmp`, `scrypt$16384$8$1$${salt.toString('base64')}$${hash.toString('base64')}\n`, { mode: 0o600 });
+    renameSync(`${path}.tmp`, path);
+    this.#print('Admin password changed.');
+    return true;
+  }
+
+  /** Applies a bundle as `cdrctl firmware apply` does, without the downgrade and hardware overrides. */
+  async #applyFirmware(): Promise<void> {
+    const bundlePath = await this.#ask('Firmware bundle path (empty to cancel): ');
+    if (!bundlePath) {
+      return;
+    }
+    try {
+      const outcome = await applyBundle({
+        bundlePath,
+        publicKey: loadPublicKey(this.#options.firmwarePublicKeyPath),
+        stateDir: this.#options.firmwareDir,
+        hardware: this.#options.checkHardwareForApply(),
+        allowDowngrade: false,
+        readyTimeoutMs: this.#options.firmwareReadyTimeoutMs,
+        system: new SystemdFirmwareSystem(this.#options.controlSocketPath),
+        log: createLogger('console', 'silent'),
+      });
+      this.#print(
+        outcome.result === 'committed'
+          ? `Firmware ${outcome.version} applied and committed.`
+          : `Firmware ${outcome.version} failed and was rolled back to ${outcome.restoredVersion}: ${outcome.reason}`,
+      );
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      this.#print(`Firmware not applied: ${(error as Error).message}${code ? ` (${code})` : ''}`);
+    }
+  }
+
+  async #serviceStatus(): Promise<void> {
+    this.#print(`repository: ${await this.#nodeState()}`);
+    try {
+      const { stdout } = await execFileAsync('journalctl', ['--no-pager', '-n', '20', '-u', 'imp-cdr-*'], { timeout: 10_000 });
+      this.#print(stdout.trimEnd());
+    } catch (error) {
+      this.#print(`Recent log unavailable: journalctl failed (${(error as { stderr?: string }).stderr?.trim() || (error as Error).message}).`);
+    }
+  }
+
+  async #pingPeer(): Promise<void> {
+    let host: string | undefined;
+    try {
+      const client = await ControlClient.connect(this.#options.controlSocketPath);
+      try {
+        host = (await client.call({ pairStatus: {} })).pairStatus?.peer?.host ?? undefined;
+      } finally {
+        client.close();
+      }
+    } catch (error) {
+      this.#print(`Cannot read the peer: ${(error as Error).message}`);
+      return;
+    }
+    if (!host) {
+      this.#print('This node has no peer; pair it first (option 3).');
+      return;
+    }
+    try {
+      const { stdout } = await execFileAsync('ping', ['-c', '3', '-W', '2', host], { timeout: 15_000 });
+      this.#print(stdout.trimEnd());
+    } catch (error) {
+      this.#print(`Ping to ${host} failed: ${(error as { stdout?: string }).stdout?.trim().split('\n').at(-1) ?? (error as Error).message}`);
+    }
+  }
+
+  #backupNetwork(): void {
+    const backup = join(this.#options.stateDir, 'previous-network');
+    mkdirSync(this.#options.stateDir, { recursive: true, mode: 0o750 });
+    rmSync(backup, { recursive: true, force: true });
+    mkdirSync(backup);
+    for (const name of listNetworkFiles(this.#options.networkRoot)) {
+      cpSync(join(this.#options.networkRoot, name), join(backup, name));
+    }
+  }
+
+  #restoreNetwork(): void {
+    const backup = join(this.#options.stateDir, 'previous-network');
+    if (!existsSync(backup)) {
+      this.#print('No previous configuration is saved; nothing was changed.');
+      return;
+    }
+    for (const name of listNetworkFiles(this.#options.networkRoot)) {
+      rmSync(join(this.#options.networkRoot, name));
+    }
+    const restored = listNetworkFiles(backup);
+    for (const name of restored) {
+      cpSync(join(backup, name), join(this.#options.networkRoot, name));
+    }
+    rmSync(backup, { recursive: true, force: true });
+    this.#print(`Restored the previous configuration (${restored.length} interface files).`);
+  }
+
+  async #factoryReset(): Promise<void> {
+    this.#print('Factory reset removes the interface addresses and the admin password, and starts the first-boot wizard.');
+    const answer = await this.#ask('Type RESET to confirm: ');
+    if (answer !== 'RESET') {
+      this.#print('Factory reset cancelled; nothing was changed.');
+      return;
+    }
+    // TODO: also wipe the index, TLS material and peer record through the repository once it offers that.
+    for (const name of listNetworkFiles(this.#options.networkRoot)) {
+      rmSync(join(this.#options.networkRoot, name));
+    }
+    rmSync(this.#options.stateDir, { recursive: true, force: true });
+    this.#print('Factory reset done.');
+    await this.#firstBoot();
+  }
+
+  async #power(action: 'reboot' | 'poweroff'): Promise<void> {
+    const answer = await this.#ask(`${action === 'reboot' ? 'Reboot' : 'Power off'} this node? Type yes to confirm: `);
+    if (answer !== 'yes') {
+      this.#print(`${action === 'reboot' ? 'Reboot' : 'Power off'} cancelled.`);
+      return;
+    }
+    const run = this.#options.powerAction ?? (async (name) => void (await execFileAsync('systemctl', [name])));
+    try {
+      await run(action);
+      this.#print(`${action} requested.`);
+    } catch (error) {
+      this.#print(`${action} failed: ${(error as Error).message}`);
+    }
+  }
+}
+
+function listNetworkFiles(dir: string): string[] {
+  try {
+    return readdirSync(dir).filter((name) => /^10-imp-cdr-[a-z]+\.network$/.test(name));
+  } catch {
+    return [];
+  }
+}
+
+/** Checks an interface address in CIDR form; returns the address or the message for the technician. */
+export function parseCidr(text: string): { text: string; kind: 'ipv4' | 'ipv6' } | string {
+  let parsed: [ipaddr.IPv4 | ipaddr.IPv6, number];
+  try {
+    parsed = ipaddr.parseCIDR(text);
+  } catch {
+    return `Invalid address "${text}"; expected an address with a prefix length, such as 192.0.2.10/24 or 2001:db8::10/64.`;
+  }
+  const [address, prefix] = parsed;
+  const range = address.range();
+  if (range !== 'unicast' && range !== 'private' && range !== 'uniqueLocal' && range !== 'reserved') {
+    return `Invalid address "${text}": a ${range} address cannot be assigned to an interface.`;
+  }
+  if (address.kind() === 'ipv4' && prefix > 30) {
+    return `Invalid prefix length /${prefix} for an interface address; expected /8 to /30.`;
+  }
+  return { text: `${address.toString()}/${prefix}`, kind: address.kind() };
+}
+

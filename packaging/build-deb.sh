@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Builds imp-cdr_<version>_<arch>.deb from the built tree (run `make build` first) with dpkg-deb.
+#
+#     packaging/build-deb.sh [OUTPUT_DIR]      (default: build/)
+#
+# The package contains the compiled code and the production node_modules under /opt/imp-cdr, the
+# systemd units, /etc/imp-cdr/cdr.yaml as a conffile, sysusers.d and tmpfiles.d entries, the
+# IMP-CDR-MIB when the tree has one, and /usr/bin/cdrctl. The architecture is the build machine's
+# because node_modules contains compiled addons (classic-level, unix-dgram).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+output_dir="${1:-build}"
+if [ ! -f dist/.built ]; then
+  echo "build-deb.sh: dist/ is not built; run make build first" >&2
+  exit 1
+fi
+
+version="$(node -p "require('./package.json').version")"
+arch="$(dpkg --print-architecture)"
+package="imp-cdr_${version}_${arch}.deb"
+
+staging="$(mktemp -d)"
+trap 'rm -rf "$staging"' EXIT
+root="$staging/root"
+opt="$root/opt/imp-cdr"
+
+# Code: the daemons, cdrctl and the shared modules; tests and benchmarks stay out.
+mkdir -p "$opt/dist"
+cp -a dist/services dist/modules dist/hw dist/firmware "$opt/dist/"
+find "$opt/dist" -name '*.map' -delete
+cp package.json package-lock.json "$opt/"
+mkdir -p "$opt/docs"
+cp docs/*.md "$opt/docs/"
+
+# Production dependencies: a copy of the built node_modules with the development packages pruned,
+# so the compiled addons are the ones the tests ran against and no registry is needed.
+cp -a node_modules "$opt/node_modules"
+(cd "$opt" && npm prune --omit=dev --no-audit --no-fund --ignore-scripts >/dev/null)
+
+mkdir -p "$root/lib/systemd/system" "$root/usr/lib/sysusers.d" "$root/usr/lib/tmpfiles.d" "$root/etc/imp-cdr" "$root/usr/bin"
+cp packaging/systemd/*.service packaging/systemd/*.target "$root/lib/systemd/system/"
+cp packaging/debian/sysusers.conf "$root/usr/lib/sysusers.d/imp-cdr.conf"
+cp packaging/debian/tmpfiles.conf "$root/usr/lib/tmpfiles.d/imp-cdr.conf"
+cp packaging/debian/cdr.yaml "$root/etc/imp-cdr/cdr.yaml"
+install -m 0755 packaging/debian/cdrctl "$root/usr/bin/cdrctl"
+
+mib="$(find services modules packaging -name 'IMP-CDR-MIB*' -type f 2>/dev/null | head -n 1)"
+if [ -n "$mib" ]; then
+  mkdir -p "$root/usr/share/snmp/mibs"
+  cp "$mib" "$root/usr/share/snmp/mibs/IMP-CDR-MIB.txt"
+else
+  echo "build-deb.sh: no IMP-CDR-MIB file in the tree; the package ships without it" >&2
+fi
+
+# The public key `cdrctl firmware apply` verifies bundles with (firmware.publicKey in cdr.yaml).
+# TODO: commit the release public key as packaging/release-key.pem once the release signing key exists;
+# until then IMP_CDR_RELEASE_KEY names the file to ship.
+release_key="${IMP_CDR_RELEASE_KEY:-packaging/release-key.pem}"
+if [ -f "$release_key" ]; then
+  mkdir -p "$opt/firmware"
+  cp "$release_key" "$opt/firmware/release-key.pem"
+else
+  echo "build-deb.sh: no release public key at $release_key; firmware apply will need --public-key" >&2
+fi
+
+mkdir -p "$root/DEBIAN"
+installed_kib="$(du -sk --exclude=DEBIAN "$root" | cut -f1)"
+sed -e "s/@VERSION@/$version/" -e "s/@ARCH@/$arch/" -e "s/@INSTALLED_SIZE@/$installed_kib/" \
+  packaging/debian/control >"$root/DEBIAN/control"
+cp packaging/debian/conffiles "$root/DEBIAN/conffiles"
+install -m 0755 packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm "$root/DEBIAN/"
+
+mkdir -p "$output_dir"
+dpkg-deb --root-owner-group -Zgzip --build "$root" "$output_dir/$package" >/dev/null
+echo "$output_dir/$package"

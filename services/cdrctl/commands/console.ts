@@ -1,0 +1,43 @@
+/**
+ * `cdrctl console [--network-root DIR] [--root DIR]`: the technician console menu (firmware/console.ts).
+ */
+
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+
+import { runConsole } from '../../../firmware/console.js';
+import { checkHardware } from '../../../hw/check.js';
+import { readHardwareFacts } from '../../../hw/detect.js';
+import { resolveUnder } from '../../common/config.js';
+import { EXIT_SUCCESS, type Command } from '../command.js';
+
+export const consoleCommand: Command = {
+  name: 'console',
+  usage: [
+    'console [--network-root DIR] [--root DIR]',
+    '                                        technician menu; DIR defaults: /etc/systemd/network and /',
+  ],
+  async run(context, args) {
+    const { values } = parseArgs({
+      args,
+      options: { 'network-root': { type: 'string', default: '/etc/systemd/network' }, root: { type: 'string', default: '/' } },
+      strict: true,
+    });
+    const config = context.loadConfig();
+    // Ctrl-C reaches readline as a keypress on a terminal; this keeps a SIGINT sent by other means from ending the console.
+    process.on('SIGINT', () => undefined);
+    await runConsole({
+      networkRoot: values['network-root'],
+      stateDir: join(config.paths.state, 'console'),
+      firmwareDir: join(config.paths.state, 'firmware'),
+      controlSocketPath: resolveUnder(config.paths.run, config.control.socket),
+      hardware: checkHardware(readHardwareFacts(values.root), { allowUnsupported: true }),
+      checkHardwareForApply: () => checkHardware(readHardwareFacts(values.root), { allowUnsupported: false }),
+      firmwarePublicKeyPath: config.firmware.publicKey,
+      firmwareReadyTimeoutMs: config.firmware.readyTimeoutMs,
+      input: process.stdin,
+      output: process.stdout,
+    });
+    return EXIT_SUCCESS;
+  },
+};
