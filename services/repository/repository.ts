@@ -19,6 +19,7 @@ import { ImpServer } from './imp-server.js';
 import { ReputationIndex } from './reputation-index.js';
 import { IndexStore } from './store.js';
 import { SubscriptionRegistry } from './subscriptions.js';
+import { ExternalSources } from './feeds/external-sources.js';
 import { checkPeer, loadPeer, loadReplicationIdentity, removePeer, savePeer, type PeerRecord, type ReplicationIdentityFiles } from './peer.js';
 import { defaultServerNames, loadServerTlsMaterial } from './tls-material.js';
 
@@ -40,6 +41,7 @@ export class Repository {
   #replicationIdentity: ReplicationIdentityFiles | undefined;
   #peer: PeerRecord | undefined;
   #purging: Promise<void> | undefined;
+  #external: ExternalSources | undefined;
 
   constructor(config: Readonly<CdrConfig>, log: Logger) {
     this.#config = config;
@@ -93,6 +95,8 @@ export class Repository {
     this.#replicationIdentity = await loadReplicationIdentity(tlsDir, this.#nodeId);
     this.#peer = loadPeer(config.paths.state);
 
+    this.#external = await ExternalSources.start(config, this.#store, this.#index, log);
+
     const subscriptions = new SubscriptionRegistry(log);
     const index = this.#index;
     index.onChange = (touched) => {
@@ -114,6 +118,9 @@ export class Repository {
         pairStatus: () => this.pairStatus(),
         setPeer: async (peer) => this.setPeer(peer),
         clearPeer: async () => this.clearPeer(),
+        feeds: this.#external.feeds,
+        feedDefaults: config.feeds,
+        dnsblStatus: () => this.#external!.dnsblStatus(),
       },
       log,
     );
@@ -124,7 +131,10 @@ export class Repository {
 
     this.#startedMs = Date.now();
     this.lifecycle.moveTo('open');
-    log.info({ nodeId: this.#nodeId, imp: this.#impAddress, control: this.controlSocketPath, version: SOFTWARE_VERSION }, 'repository ready');
+    log.info(
+      { nodeId: this.#nodeId, imp: this.#impAddress, control: this.controlSocketPath, dns: this.#external.dnsAddress, version: SOFTWARE_VERSION },
+      'repository ready',
+    );
   }
 
   /** Closes the parts in reverse order; each step gets `shutdown.timeoutMs` before the next is forced. */
@@ -139,6 +149,7 @@ export class Repository {
     clearInterval(this.#purgeTimer);
     await runShutdownStep(log, 'close IMP listener and drain requests', timeoutMs, () => this.#impServer?.close(timeoutMs));
     await runShutdownStep(log, 'close control socket', timeoutMs, () => this.#control?.close());
+    await runShutdownStep(log, 'stop feeds and the DNS front', timeoutMs, () => this.#external?.stop());
     await runShutdownStep(log, 'finish bucket purge', timeoutMs, () => this.#purging);
     await runShutdownStep(log, 'flush and close index', timeoutMs, () => this.#store?.close());
     this.lifecycle.moveTo('closed');

@@ -26,6 +26,8 @@ export interface TestNode {
   configPath: string;
   socketPath: string;
   port: number;
+  /** UDP and TCP port of the DNS front, 0 when it is disabled. */
+  dnsPort: number;
   process: ChildProcess;
   /** Every stdout and stderr line so far. */
   output: string[];
@@ -60,6 +62,8 @@ export async function startNode(options: StartOptions = {}): Promise<TestNode> {
         `  port: ${options.port ?? 0}`,
         'log:',
         '  level: info',
+        // A free DNS port, so that tests running in parallel never share the development port 5353.
+        /^dns:/m.test(options.extraConfig ?? '') ? '' : 'dns:\n  port: 0',
         options.extraConfig ?? '',
       ].join('\n'),
     );
@@ -83,12 +87,12 @@ async function launch(dir: string, configPath: string): Promise<TestNode> {
     }),
   );
 
-  const ready = new Promise<{ port: number; socketPath: string }>((resolveReady, rejectReady) => {
+  const ready = new Promise<{ port: number; socketPath: string; dnsPort: number }>((resolveReady, rejectReady) => {
     const onLine = (line: string) => {
       output.push(line);
       if (line.includes('"repository ready"')) {
-        const entry = JSON.parse(line) as { imp: string; control: string };
-        resolveReady({ port: Number(entry.imp.split(':').pop()), socketPath: entry.control });
+        const entry = JSON.parse(line) as { imp: string; control: string; dns?: string };
+        resolveReady({ port: Number(entry.imp.split(':').pop()), socketPath: entry.control, dnsPort: Number(entry.dns?.split(':').pop() || 0) });
       }
     };
     let buffered = { stdout: '', stderr: '' };
@@ -103,12 +107,13 @@ async function launch(dir: string, configPath: string): Promise<TestNode> {
     setTimeout(() => rejectReady(new Error(`repository not ready after 20 s:\n${output.join('\n')}`)), 20_000).unref();
   });
 
-  const { port, socketPath } = await ready;
+  const { port, socketPath, dnsPort } = await ready;
   return {
     dir,
     configPath,
     socketPath,
     port,
+    dnsPort,
     process: child,
     output,
     async stop() {

@@ -4,8 +4,9 @@
 
 import type { Command } from '../command.js';
 import { clientCommand } from './client.js';
+import { feedsCommand } from './feeds.js';
 import { lookupCommand } from './lookup.js';
 import { policyCommand } from './policy.js';
 import { statusCommand } from './status.js';
 
-export const COMMANDS: readonly Command[] = [statusCommand, lookupCommand, clientCommand, policyCommand];
+export const COMMANDS: readonly Command[] = [statusCommand, lookupCommand, clientCommand, policyCommand, feedsCommand];
