@@ -49,7 +49,8 @@ async function feeds(context: CommandContext, client: ControlClient, args: strin
       if (!id || !source || !format) {
         throw usageError('use: cdrctl feeds add ID SOURCE FORMAT [--zone NAME] [--category WORD] [--refresh SECONDS] [--max-bytes BYTES] [--timeout MS]');
       }
-      const feed: impcdr.v1.IFeedDefinition = { id, source: /^https?:\/\//i.test(source) ? source : resolve(source), format };
+      // A URL is passed as given, so that the repository names an unsupported scheme; a path is made absolute.
+      const feed: impcdr.v1.IFeedDefinition = { id, source: /^[a-z][a-z0-9+.-]*:\/\//i.test(source) ? source : resolve(source), format };
       for (let index = 0; index < options.length; index += 2) {
         const field = OPTIONS[options[index]!];
         const value = options[index + 1];

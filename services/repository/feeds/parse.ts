@@ -139,6 +139,11 @@ function parseLine(state: ParserState, line: string, lineNumber: number): void {
     entry = entry.slice(1);
   }
 
+  if (plain && rest !== '' && !rest.startsWith('#') && !rest.startsWith(';')) {
+    reportBadLine(state, lineNumber, `expected one entry per line, got "${clip(trimmed)}"`);
+    return;
+  }
+
   let value: ListValue | undefined;
   if (excluded) {
     value = undefined;
