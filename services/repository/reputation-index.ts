@@ -59,8 +59,8 @@ export class ReputationIndex {
   #hits = 0;
   #misses = 0;
 
-  /** Returns the feed listings of a normalised key; set by the feed mirror. */
-  listingSource: (kind: ObjectKindName, key: string) => FeedListing[] = () => [];
+  /** Returns the external listings of a normalised key (feeds and query-through DNSBLs); set by `ExternalSources`. */
+  listingSource: (kind: ObjectKindName, key: string) => FeedListing[] | Promise<FeedListing[]> = () => [];
 
   /** Called after each commit with the ids of objects whose counters changed, after the cache dropped them. */
   onChange: (touched: Set<string>) => void = () => {};
@@ -174,7 +174,7 @@ export class ReputationIndex {
     const policyAtStart = this.#policy;
     const sinceSeconds = Math.floor((now / 1000 - this.#retentionSeconds) / this.#bucketSeconds) * this.#bucketSeconds;
     const { record, buckets } = await this.#store.readObject(kind, key, Math.max(0, sinceSeconds));
-    const listings = this.listingSource(kind, key);
+    const listings = await this.listingSource(kind, key);
     const result = applyListings(policyAtStart, computeReputation(policyAtStart, buckets, this.#bucketSeconds, now), listings);
     const value: ObjectReputation = {
       kind,

@@ -12,7 +12,9 @@ import { QueryThroughCache, QueryThroughZone } from '../dns/query-through.js';
 import { DatasetZone, type DnsZone } from '../dns/zone.js';
 import type { ReputationIndex } from '../reputation-index.js';
 import type { IndexStore } from '../store.js';
-import { FeedManager } from './feed-manager.js';
+import { FeedManager, type FeedListing } from './feed-manager.js';
+import { parseIp4 } from './ip.js';
+import type { ObjectKindName } from '../../../modules/protocol/constants.js';
 
 export class ExternalSources {
   readonly feeds: FeedManager;
@@ -47,7 +49,8 @@ export class ExternalSources {
     const dns = config.dns.enabled ? new DnsServer(log) : undefined;
     sources = new ExternalSources(feeds, dnsbl, dns, config, index);
 
-    index.listingSource = (kind, key) => feeds.listings(kind, key);
+    const created = sources;
+    index.listingSource = async (kind, key) => [...feeds.listings(kind, key), ...(await created.#dnsblListings(kind, key))];
     sources.refreshZones();
     if (dns) {
       const bound = await dns.listen(config.dns.host, config.dns.port);
@@ -75,6 +78,38 @@ export class ExternalSources {
       zones.push(new IndexZone(this.#config.dns.indexZone, this.#index));
     }
     this.#dns.setZones(zones);
+  }
+
+  /**
+   * Queries an IPv4 key in every query-through list. A list whose query fails (timeout, error code,
+   * budget used up) adds no listing; the cache logs and counts the failure.
+   */
+  async #dnsblListings(kind: ObjectKindName, key: string): Promise<FeedListing[]> {
+    if (kind !== 'ip' || parseIp4(key) === undefined) {
+      return [];
+    }
+    const listings = await Promise.all(
+      this.dnsbl.lists().map(async (list): Promise<FeedListing | undefined> => {
+        try {
+          const answer = await this.dnsbl.lookupIp4(list.zone, key);
+          if (!answer.listed) {
+            return undefined;
+          }
+          return {
+            source: list.zone,
+            category: list.category,
+            listed: true,
+            returnCode: answer.a.join(','),
+            reason: answer.meanings.join('; ') || answer.txt.join('; ') || `listed by ${list.zone}`,
+            fetchedMs: answer.expiresMs - answer.ttlSeconds * 1000,
+            expiresMs: answer.expiresMs,
+          };
+        } catch {
+          return undefined;
+        }
+      }),
+    );
+    return listings.filter((listing): listing is FeedListing => listing !== undefined);
   }
 
   dnsblStatus(): impcdr.v1.IDnsblStatus {
