@@ -12,6 +12,7 @@ import { QueryThroughCache, QueryThroughZone } from '../dns/query-through.js';
 import { DatasetZone, type DnsZone } from '../dns/zone.js';
 import type { ReputationIndex } from '../reputation-index.js';
 import type { IndexStore } from '../store.js';
+import { importDmarcReport } from './dmarc.js';
 import { FeedManager, type FeedListing } from './feed-manager.js';
 import { parseIp4 } from './ip.js';
 import type { ObjectKindName } from '../../../modules/protocol/constants.js';
@@ -44,6 +45,7 @@ export class ExternalSources {
       store,
       log,
       onChange: () => sources?.refreshZones(),
+      importDmarc: (bytes, feed) => importDmarcReport(bytes, feed, store, index, log),
     });
     const dnsbl = new QueryThroughCache(config.dnsbl, log);
     const dns = config.dns.enabled ? new DnsServer(log) : undefined;
