@@ -7,7 +7,7 @@ GENERATED := $(PROTO_DIR)/generated
 PROTO_FILES := $(PROTO_DIR)/imp.proto $(PROTO_DIR)/control.proto
 TS_SOURCES := $(shell find services modules test bench -name '*.ts' -not -path '*/generated/*' 2>/dev/null)
 
-.PHONY: all build run test lint bench package clean proto
+.PHONY: all build run test lint bench bench-dns package clean proto
 
 all: build
 
@@ -46,6 +46,10 @@ lint: build
 
 bench: build
 	$(NODE) dist/bench/run.js
+
+# DNS front against rbldnsd, and the query-through cache with 8 IMPs (needs dnsperf and rbldnsd).
+bench-dns: build
+	$(NODE) dist/bench/dns-front.js
 
 package: build
 	@echo "TODO: the Debian package is not built yet" >&2
