@@ -1,4 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createSocket } from 'node:dgram';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import test from 'ava';
@@ -31,10 +33,67 @@ const ZONES: { zone: string; type: Exclude<FeedFormat, 'dmarc' | 'iplist' | 'dom
   { zone: 'disposable.test', type: 'dnset', file: join(DOMAINS, 'disposable_email_blocklist.conf') },
 ];
 
+/** Every syntax form of the rbldnsd man page, written into the scratch folder for both servers. */
+const SYNTAX_ZONES: Record<string, { type: 'ip4set' | 'ip4trie' | 'ip6trie' | 'dnset'; text: string; names: string[] }> = {
+  'ip4set-syntax.test': {
+    type: 'ip4set',
+    text: [
+      '$SOA 1h ns.syntax.test hostmaster.syntax.test 7 2h 1h 1w 5m',
+      '$NS 1d ns1.syntax.test ns2.syntax.test',
+      '$TTL 300',
+      '$1 See http://bl.example/lookup',
+      ':127.0.0.2:IP address $ is listed. $1?ip=$',
+      '10.0.0',
+      '10.1/16',
+      '10.2.0.1-10.2.0.9',
+      '10.3.16-31',
+      '10.4.0.5 :5',
+      '10.4.0.6 :6:',
+      '10.4.0.7 IP address $ runs an open relay, costs $$5',
+      '10.4.0.8 :127.0.0.8:Own A and TXT for $',
+      '10.5.0.0/20',
+      '!10.5.1.1',
+      '10.6.0.0/22 first entry',
+      '10.6.1.0/24 second entry',
+      '10.7.0.1 # a comment after the address',
+      '10.8.0.1 ; another comment',
+      '',
+    ].join('\n'),
+    names: ['10.0.0.7', '10.0.1.7', '10.1.200.3', '10.2.0.1', '10.2.0.9', '10.2.0.10', '10.3.16.0', '10.3.31.255', '10.3.32.0', '10.4.0.5', '10.4.0.6', '10.4.0.7', '10.4.0.8', '10.5.1.1', '10.5.1.2', '10.5.15.255', '10.6.1.9', '10.6.2.9', '10.7.0.1', '10.8.0.1', '10.9.0.1']
+      .map((address) => address.split('.').reverse().join('.')),
+  },
+  'ip4trie-syntax.test': {
+    type: 'ip4trie',
+    text: ['$TTL 60', ':3:trie $', '172.16.0.0/12', '172.16.5.0/24 :4:narrower $', '!172.16.5.5', '1.0.0.0/8 :9:', ''].join('\n'),
+    names: ['172.16.0.1', '172.16.5.1', '172.16.5.5', '172.31.255.255', '172.32.0.1', '1.2.3.4', '200.1.1.1'].map((address) => address.split('.').reverse().join('.')),
+  },
+  'ip6trie-syntax.test': {
+    type: 'ip6trie',
+    text: [':127.0.1.2: Listed, see http://example.com/lookup?$', '2001:21ab:c000/36', '2001:21ab:def7:4242 :127.0.1.3: This one smells funny', '2605:6001:42::/52', '::1', '!2605:6001:42::bead', ''].join('\n'),
+    names: [0x200121abc0000000n << 64n, (0x200121abc0000000n << 64n) + 77n, 0x200121abdef74242n << 64n, (0x260560010042n << 80n) + 5n, (0x260560010042n << 80n) + 0xbeadn, 1n, 2n].map((value) =>
+      value.toString(16).padStart(32, '0').split('').reverse().join('.'),
+    ),
+  },
+  'dnset-syntax.test': {
+    type: 'dnset',
+    text: [':2:Domain $ is listed', 'exact.example', '*.sub.example', '.both.example', '!ok.both.example', 'value.example :7:Seven for $', ''].join('\n'),
+    names: ['exact.example', 'www.exact.example', 'sub.example', 'a.sub.example', 'b.a.sub.example', 'both.example', 'x.both.example', 'ok.both.example', 'value.example', 'other.example'],
+  },
+};
+
 let rbldnsd: Rbldnsd;
 let server: DnsServer;
+let scratch: string;
 
 test.before(async () => {
+  scratch = mkdtempSync(join(tmpdir(), 'imp-cdr-syntax-'));
+  chmodSync(scratch, 0o755);
+  for (const [zone, { type, text }] of Object.entries(SYNTAX_ZONES)) {
+    const file = join(scratch, zone);
+    writeFileSync(file, text);
+    chmodSync(file, 0o644);
+    ZONES.push({ zone, type, file });
+  }
   rbldnsd = await startRbldnsd(ZONES);
   server = new DnsServer(pino({ level: 'silent' }));
   server.setZones(ZONES.map(({ zone, type, file }) => new DatasetZone(zone, parseFeed(readFileSync(file), type, file).dataset, 2100)));
@@ -44,6 +103,7 @@ test.before(async () => {
 test.after.always(async () => {
   await rbldnsd?.stop();
   await server?.close();
+  rmSync(scratch, { recursive: true, force: true });
 });
 
 /** Deterministic pseudo-random numbers (mulberry32), so a failure repeats with the same names. */
@@ -139,9 +199,20 @@ function compare(t: import('ava').ExecutionContext, questions: DigQuestion[], ou
   t.deepEqual(mismatches.slice(0, 10), [], `${mismatches.length} of ${questions.length} answers differ`);
 }
 
+test.serial('every syntax form matches rbldnsd', async (t) => {
+  const questions = Object.entries(SYNTAX_ZONES).flatMap(([zone, { names }]) => [
+    { name: zone, type: 'SOA' },
+    { name: zone, type: 'NS' },
+    ...names.flatMap((name) => ['A', 'TXT', 'ANY'].map((type) => ({ name: `${name}.${zone}`, type }))),
+  ]);
+  const [ours, theirs] = await Promise.all([digBatch(server.port, questions), digBatch(rbldnsd.port, questions)]);
+  compare(t, questions, ours, theirs);
+  t.true(ours.filter((result) => result.answers.length > 0).length >= 40);
+});
+
 test.serial('UDP answers match rbldnsd', async (t) => {
   const next = random(20261204);
-  const questions = ZONES.flatMap(({ zone, type, file }) => questionsFor(zone, type, file, 300, next));
+  const questions = ZONES.filter(({ zone }) => !(zone in SYNTAX_ZONES)).flatMap(({ zone, type, file }) => questionsFor(zone, type, file, 300, next));
   t.true(questions.length >= 3000, `${questions.length} questions`);
 
   const [ours, theirs] = await Promise.all([digBatch(server.port, questions), digBatch(rbldnsd.port, questions)]);
@@ -155,7 +226,7 @@ test.serial('UDP answers match rbldnsd', async (t) => {
 
 test.serial('TCP answers match rbldnsd UDP', async (t) => {
   const next = random(7);
-  const questions = ZONES.flatMap(({ zone, type, file }) => questionsFor(zone, type, file, 20, next));
+  const questions = ZONES.filter(({ zone }) => !(zone in SYNTAX_ZONES)).flatMap(({ zone, type, file }) => questionsFor(zone, type, file, 20, next));
   const [ours, theirs] = await Promise.all([digBatch(server.port, questions, true), digBatch(rbldnsd.port, questions)]);
   compare(t, questions, ours, theirs);
 });
@@ -174,6 +245,54 @@ test.serial('RFC 5782 test points', async (t) => {
 test.serial('name outside every zone refused', async (t) => {
   const [result] = await digBatch(server.port, [{ name: '2.0.0.127.zen.example', type: 'A' }]);
   t.is(result!.status, 'REFUSED');
+});
+
+/** Sends raw bytes over UDP and returns the first response, or undefined after 500 ms. */
+async function rawQuery(port: number, bytes: Buffer): Promise<Buffer | undefined> {
+  const socket = createSocket('udp4');
+  try {
+    return await new Promise<Buffer | undefined>((resolveReply) => {
+      const timer = setTimeout(() => resolveReply(undefined), 500);
+      socket.on('message', (message) => {
+        clearTimeout(timer);
+        resolveReply(message);
+      });
+      socket.send(bytes, port, '127.0.0.1');
+    });
+  } finally {
+    socket.close();
+  }
+}
+
+function header(id: number, flags: number, questions: number): Buffer {
+  const bytes = Buffer.alloc(12);
+  bytes.writeUInt16BE(id, 0);
+  bytes.writeUInt16BE(flags, 2);
+  bytes.writeUInt16BE(questions, 4);
+  return bytes;
+}
+
+const QUESTION = Buffer.from([1, 50, 1, 48, 1, 48, 3, 49, 50, 55, 7, ...Buffer.from('dnsbl-1'), 4, ...Buffer.from('test'), 0, 0, 1, 0, 1]);
+
+test.serial('malformed queries answered or dropped', async (t) => {
+  t.is(await rawQuery(server.port, Buffer.from([1, 2, 3])), undefined, 'shorter than a header: dropped');
+
+  const truncated = await rawQuery(server.port, Buffer.concat([header(0x1234, 0x0100, 1), QUESTION.subarray(0, 5)]));
+  t.is(truncated?.readUInt16BE(0), 0x1234);
+  t.is(truncated!.readUInt16BE(2) & 0x000f, 1, 'FORMERR');
+
+  const noQuestion = await rawQuery(server.port, header(0x2222, 0x0100, 0));
+  t.is(noQuestion!.readUInt16BE(2) & 0x000f, 1, 'FORMERR for no question');
+
+  const status = await rawQuery(server.port, Buffer.concat([header(0x3333, 0x1000, 1), QUESTION]));
+  t.is(status!.readUInt16BE(2) & 0x000f, 4, 'NOTIMP for opcode STATUS');
+
+  const response = await rawQuery(server.port, Buffer.concat([header(0x4444, 0x8000, 1), QUESTION]));
+  t.is(response, undefined, 'a response is never answered');
+
+  const good = await rawQuery(server.port, Buffer.concat([header(0x5555, 0x0100, 1), QUESTION]));
+  t.is(good!.readUInt16BE(2) & 0x000f, 0, 'the server still answers after bad packets');
+  t.is(good!.readUInt16BE(6), 1, 'one answer for 2.0.0.127');
 });
 
 test('formatIp6 prints compressed form', (t) => {

@@ -59,8 +59,9 @@ export class DatasetZone implements DnsZone {
     let match: MatchResult = { listed: false };
     let subject = '';
     if (dataset.hasDomains) {
-      subject = labels.join('.');
-      match = dataset.matchDomain(subject);
+      match = dataset.matchDomain(labels.join('.'));
+      // Like rbldnsd, `$` in a TXT template is the listed name: the base of a wildcard entry.
+      subject = match.listed ? match.entry.replace(/^\*\./, '') : '';
     }
     if (!match.listed && dataset.hasIp4 && labels.length === 4) {
       const address = parseReversedIp4(labels);

@@ -374,13 +374,15 @@ export class FeedManager {
         continue;
       }
       const value = match.match.value;
+      // As on the DNS front, `$` in a domain entry's TXT is the listed name, not the key asked for.
+      const subject = kind === 'domain' || kind === 'user' ? match.match.entry.replace(/^\*\./, '') : match.subject;
       const refreshMs = feed.definition.refreshSeconds * 1000;
       listings.push({
         source: feed.definition.id,
         category: feed.definition.category,
         listed: true,
         returnCode: value.a,
-        reason: value.txt === undefined ? `listed by ${match.match.entry}` : feed.dataset.expandTxt(value.txt, match.subject),
+        reason: value.txt === undefined ? `listed by ${match.match.entry}` : feed.dataset.expandTxt(value.txt, subject),
         fetchedMs: feed.version.importedMs,
         expiresMs: refreshMs > 0 ? Math.max(feed.status.lastSuccessMs, feed.version.importedMs) + refreshMs : 0,
       });

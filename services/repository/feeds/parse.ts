@@ -118,7 +118,8 @@ function parseLine(state: ParserState, line: string, lineNumber: number): void {
   if (line.startsWith('#') || line.startsWith(';') || (plain && line.startsWith('//'))) {
     return;
   }
-  if (!plain && line.startsWith(':')) {
+  // In ip6trie a line starting with "::" is a compressed address (::1), not a default value.
+  if (!plain && line.startsWith(':') && !(dataset.format === 'ip6trie' && line.startsWith('::'))) {
     const value = parseValue(line, state.defaultValue, true);
     if (value) {
       state.defaultValue = value;
