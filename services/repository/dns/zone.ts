@@ -25,7 +25,7 @@ export interface DnsZone {
   answer(labels: string[], qtype: string, qname: string): ZoneAnswer | Promise<ZoneAnswer>;
 }
 
-/** What a subject (address or domain) resolves to in a zone, before it becomes records. */
+/** Records of a listed subject (address or domain) in a zone, before they are encoded. */
 export interface ZoneMatch {
   listed: boolean;
   /** A values, one record each; duplicates are sent once. */

@@ -27,13 +27,13 @@ export interface SoaRecord {
   minimum: number;
 }
 
-/** What matched a lookup: the value, or an exclusion (`!` entry) that hides wider entries. */
+/** Result of a lookup: the matching entry with its values, or not listed (no entry, or an `!` exclusion). */
 export type MatchResult = { listed: true; value: ListValue; entry: string; values: ListValue[] } | { listed: false };
 
 /** Value index of an exclusion entry in the lookup tables. */
 const EXCLUDED = -1;
 
-/** How a dnset entry matches: the name only, its subdomains only (`*.`), or both (`.`). */
+/** Match mode of a dnset entry: the name only, its subdomains only (`*.`), or both (`.`). */
 type DomainMode = 'exact' | 'subdomains' | 'both';
 
 export class Dataset {

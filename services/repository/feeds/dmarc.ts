@@ -50,7 +50,7 @@ export interface DmarcReport {
   records: DmarcRecord[];
   /** Non-standard values, kept and flagged: "record 3: dkim \"Pass\" is not one of ...". */
   flags: string[];
-  /** How the report reached us: the layers taken off, outermost first. */
+  /** Encoding layers removed to reach the XML (mail, gzip, zip), outermost first. */
   layers: string[];
 }
 

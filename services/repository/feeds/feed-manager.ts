@@ -239,8 +239,8 @@ export class FeedManager {
     const started = this.#now();
     feed.status = { ...feed.status, lastAttemptMs: started };
 
-    // TODO: when the node is paired, only one node of the pair should fetch each refresh and the other
-    // receive the version by replication; until replication carries feed records, every node fetches.
+    // TODO: when the node is paired, only one node of the pair should fetch each refresh, and the other
+    // should receive the version by replication. Until replication carries feed records, every node fetches.
     try {
       const fetched = await fetchSource({
         source: definition.source,

@@ -1,5 +1,5 @@
 /**
- * How feed listings weigh in an object's reputation: each listing adds the policy's weight for the
+ * Weighting of feed listings in an object's reputation. Each listing adds the policy's weight for the
  * feed's category (`listingWeights`) to the score computed from the counters.
  */
 

@@ -70,7 +70,7 @@ async function fetchUrl(options: FetchOptions): Promise<FetchResult> {
     }
     if (!response.ok) {
       await response.body?.cancel();
-      throw new CdrError('ERR_FEED_FETCH', `GET ${options.source} answered ${response.status} ${response.statusText}; expected 200 or 304`, {
+      throw new CdrError('ERR_FEED_FETCH', `GET ${options.source} returned status ${response.status} ${response.statusText}; expected 200 or 304`, {
         details: { source: options.source, status: response.status },
       });
     }
