@@ -157,40 +157,40 @@ function parseXml(xmlBytes: Bytes, name: string, layers: string[]): DmarcReport 
     throw new CdrError('ERR_DMARC_NOT_XML', `${name}: line ${valid.err.line}: ${valid.err.msg}`, { details: { name, line: valid.err.line } });
   }
 
-  const document = parser.parse(text) as { feedback?: Record<string, unknown> };
-  const feedback = document.feedback as Record<string, any> | undefined;
-  if (!feedback || !Array.isArray(feedback['record'])) {
+  const document = parser.parse(text) as XmlNode;
+  const feedback = document['feedback'] as XmlNode | undefined;
+  if (!feedback || typeof feedback !== 'object' || !Array.isArray(feedback['record'])) {
     throw new CdrError('ERR_DMARC_INVALID', `${name}: expected a <feedback> element with <record> elements, as RFC 7489 appendix C defines an aggregate report`, {
       details: { name },
     });
   }
 
   const flags: string[] = [];
-  const metadata = feedback['report_metadata'] ?? {};
-  const published = feedback['policy_published'] ?? {};
+  const metadata = child(feedback, 'report_metadata');
+  const published = child(feedback, 'policy_published');
   const records: DmarcRecord[] = [];
-  (feedback['record'] as Record<string, any>[]).forEach((record, index) => {
-    const row = record['row'] ?? {};
-    const evaluated = row['policy_evaluated'] ?? {};
+  (feedback['record'] as XmlNode[]).forEach((record, index) => {
+    const row = child(record, 'row');
+    const evaluated = child(row, 'policy_evaluated');
     const flag = (field: string, value: string, allowed: string[]) => {
       if (!allowed.includes(value)) {
         flags.push(`record ${index + 1}: ${field} ${JSON.stringify(value)} is not one of ${allowed.join(', ')}`);
       }
       return value.toLowerCase();
     };
-    const auth = record['auth_results'] ?? {};
+    const auth = child(record, 'auth_results');
     records.push({
       sourceIp: String(row['source_ip'] ?? ''),
       count: Number(row['count'] ?? 0),
       disposition: flag('disposition', String(evaluated['disposition'] ?? ''), DISPOSITIONS),
       dkim: flag('policy_evaluated.dkim', String(evaluated['dkim'] ?? ''), POLICY_RESULTS),
       spf: flag('policy_evaluated.spf', String(evaluated['spf'] ?? ''), POLICY_RESULTS),
-      headerFrom: String(record['identifiers']?.['header_from'] ?? '').toLowerCase(),
-      dkimResults: ((auth['dkim'] ?? []) as Record<string, string>[]).map((result) => ({
+      headerFrom: String(child(record, 'identifiers')['header_from'] ?? '').toLowerCase(),
+      dkimResults: ((auth['dkim'] ?? []) as XmlNode[]).map((result) => ({
         domain: String(result['domain'] ?? '').toLowerCase(),
         result: flag('auth_results.dkim', String(result['result'] ?? ''), DKIM_RESULTS),
       })),
-      spfResults: ((auth['spf'] ?? []) as Record<string, string>[]).map((result) => ({
+      spfResults: ((auth['spf'] ?? []) as XmlNode[]).map((result) => ({
         domain: String(result['domain'] ?? '').toLowerCase(),
         result: flag('auth_results.spf', String(result['result'] ?? ''), SPF_RESULTS),
       })),
@@ -200,8 +200,8 @@ function parseXml(xmlBytes: Bytes, name: string, layers: string[]): DmarcReport 
   return {
     orgName: String(metadata['org_name'] ?? ''),
     reportId: String(metadata['report_id'] ?? ''),
-    beginSeconds: Number(metadata['date_range']?.['begin'] ?? 0),
-    endSeconds: Number(metadata['date_range']?.['end'] ?? 0),
+    beginSeconds: Number(child(metadata, 'date_range')['begin'] ?? 0),
+    endSeconds: Number(child(metadata, 'date_range')['end'] ?? 0),
     domain: String(published['domain'] ?? '').toLowerCase(),
     policy: {
       p: String(published['p'] ?? ''),
@@ -213,6 +213,15 @@ function parseXml(xmlBytes: Bytes, name: string, layers: string[]): DmarcReport 
     flags,
     layers,
   };
+}
+
+/** An element as fast-xml-parser returns it: text, or child elements by name. */
+type XmlNode = { [name: string]: unknown };
+
+/** Returns the child element `name`, or an empty element when it is missing or only text. */
+function child(node: XmlNode, name: string): XmlNode {
+  const value = node[name];
+  return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as XmlNode) : {};
 }
 
 function isValidUtf8(bytes: Bytes): boolean {

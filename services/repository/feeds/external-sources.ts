@@ -40,19 +40,20 @@ export class ExternalSources {
    * @throws CdrError `ERR_DNS_LISTEN`
    */
   static async start(config: Readonly<CdrConfig>, store: IndexStore, index: ReputationIndex, log: Logger): Promise<ExternalSources> {
-    let sources: ExternalSources | undefined;
+    // The feed manager calls back into the instance created below it.
+    const created: { sources?: ExternalSources } = {};
     const feeds = await FeedManager.open({
       store,
       log,
-      onChange: () => sources?.refreshZones(),
+      onChange: () => created.sources?.refreshZones(),
       importDmarc: (bytes, feed) => importDmarcReport(bytes, feed, store, index, log),
     });
     const dnsbl = new QueryThroughCache(config.dnsbl, log);
     const dns = config.dns.enabled ? new DnsServer(log) : undefined;
-    sources = new ExternalSources(feeds, dnsbl, dns, config, index);
+    const sources = new ExternalSources(feeds, dnsbl, dns, config, index);
+    created.sources = sources;
 
-    const created = sources;
-    index.listingSource = async (kind, key) => [...feeds.listings(kind, key), ...(await created.#dnsblListings(kind, key))];
+    index.listingSource = async (kind, key) => [...feeds.listings(kind, key), ...(await sources.#dnsblListings(kind, key))];
     sources.refreshZones();
     if (dns) {
       const bound = await dns.listen(config.dns.host, config.dns.port);
