@@ -7,7 +7,7 @@ import test from 'ava';
 import pino from 'pino';
 
 import { DnsServer } from '../services/repository/dns/dns-server.js';
-import { DatasetZone } from '../services/repository/dns/zone.js';
+import { feedZones } from '../services/repository/dns/zone.js';
 import { formatIp4, parseIp4Cidr, parseIp6Entry, formatIp6 } from '../services/repository/feeds/ip.js';
 import { parseFeed } from '../services/repository/feeds/parse.js';
 import type { FeedFormat } from '../services/repository/feeds/dataset.js';
@@ -34,7 +34,40 @@ const ZONES: { zone: string; type: Exclude<FeedFormat, 'dmarc' | 'iplist' | 'dom
 ];
 
 /** Every syntax form of the rbldnsd man page, written into the scratch folder for both servers. */
-const SYNTAX_ZONES: Record<string, { type: 'ip4set' | 'ip4trie' | 'ip6trie' | 'dnset'; text: string; names: string[] }> = {
+const SYNTAX_ZONES: Record<string, { type: 'ip4set' | 'ip4trie' | 'ip6trie' | 'dnset' | 'combined'; text: string; names: string[] }> = {
+  'combined-syntax.test': {
+    type: 'combined',
+    text: [
+      '$NS 1w ns1.ex.test ns2.ex.test',
+      '$SOA 1w ns1.ex.test admin.ex.test 5 2h 2h 1w 1h',
+      '$TTL 900',
+      '$DATASET ip4set:proxy proxies @',
+      ':2:Open proxy, see http://bl.ex.test/proxy/$',
+      '127.0.0.2',
+      '127.0.0.10',
+      '$DATASET ip4set:relay relays @',
+      ':3:Open relay, see http://bl.ex.test/relay/$',
+      '127.0.0.2',
+      '127.0.2.10',
+      '$DATASET ip4set:multihop-relay multihop',
+      ':4:Multihop open relay, see http://bl.ex.test/relay/$',
+      '127.0.0.2',
+      '127.0.9.12',
+      '$DATASET dnset:domains names',
+      'spam.example :5:Domain $',
+      '',
+    ].join('\n'),
+    names: [
+      ...['127.0.0.2', '127.0.0.10', '127.0.2.10', '127.0.9.12', '127.0.0.3'].flatMap((address) => {
+        const reversed = address.split('.').reverse().join('.');
+        return [reversed, `${reversed}.proxies`, `${reversed}.relays`, `${reversed}.multihop`];
+      }),
+      'spam.example.names',
+      'other.example.names',
+      'proxies',
+      'relays',
+    ],
+  },
   'ip4set-syntax.test': {
     type: 'ip4set',
     text: [
@@ -96,7 +129,7 @@ test.before(async () => {
   }
   rbldnsd = await startRbldnsd(ZONES);
   server = new DnsServer(pino({ level: 'silent' }));
-  server.setZones(ZONES.map(({ zone, type, file }) => new DatasetZone(zone, parseFeed(readFileSync(file), type, file).dataset, 2100)));
+  server.setZones(ZONES.flatMap(({ zone, type, file }) => feedZones(zone, parseFeed(readFileSync(file), type, file).dataset, 2100)));
   await server.listen('127.0.0.1', 0);
 });
 

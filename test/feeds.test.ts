@@ -228,6 +228,36 @@ test.serial('bad lines reported with numbers', async (t) => {
   ]);
 });
 
+test.serial('combined feed lists per section', async (t) => {
+  const file = join(scratch, 'combined.zone');
+  writeFileSync(
+    file,
+    ['$SOA 1h ns.test admin.test 1 1h 1h 1d 1h', '$DATASET ip4set:proxy proxies @', ':2:Open proxy $', '192.0.2.10', '$DATASET dnset:names names', 'spam.test.example :5:Domain $', '$DATASET generic:common @', '@ A 127.0.0.8', ''].join('\n'),
+  );
+  const wrongFormat = await cdrctl(node, ['feeds', 'add', 'combo-wrong', file, 'ip4set', '--refresh', '0']);
+  t.is(wrongFormat.code, 1);
+  t.regex(wrongFormat.stdout, /ERR_FEED_FORMAT: .*combined\.zone:2: \$DATASET makes this a combined dataset; add the feed with format combined/);
+
+  const added = await cdrctl(node, ['feeds', 'add', 'combo', file, 'combined', '--zone', 'combo.test', '--refresh', '0']);
+  t.is(added.code, 0, added.stdout);
+  const detail = parseDetail(added.stdout);
+  t.is(detail.entries, 2);
+  t.deepEqual(detail.lineErrors, [`${file}:7: $DATASET needs one of ip4set, ip4trie, ip6trie, dnset and at least one subzone, got "generic:common @"; its lines are skipped`]);
+
+  const proxy = await lookupJson('ip', '192.0.2.10');
+  const listing = proxy.listings.find((entry) => entry.source === 'combo:proxy');
+  t.is(listing?.reason, 'Open proxy 192.0.2.10');
+  const [inSubzone, inBase, domain] = await digBatch(node.dnsPort, [
+    { name: '10.2.0.192.proxies.combo.test', type: 'A' },
+    { name: '10.2.0.192.combo.test', type: 'TXT' },
+    { name: 'spam.test.example.names.combo.test', type: 'TXT' },
+  ]);
+  t.deepEqual(inSubzone!.answers, ['A 2100 127.0.0.2']);
+  t.deepEqual(inBase!.answers, ['TXT 2100 "Open proxy 192.0.2.10"']);
+  t.deepEqual(domain!.answers, ['TXT 2100 "Domain spam.test.example"']);
+  t.is((await cdrctl(node, ['feeds', 'remove', 'combo'])).code, 0);
+});
+
 const BAD_DEFINITIONS: { name: string; args: string[]; field: string }[] = [
   { name: 'id with capitals', args: ['Bad', '/tmp/x', 'iplist'], field: 'id' },
   { name: 'relative source', args: ['rel', 'ftp://example.invalid/x', 'iplist'], field: 'source' },

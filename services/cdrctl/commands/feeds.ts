@@ -14,7 +14,7 @@ export const feedsCommand: Command = {
   usage: [
     'feeds list                            list the feeds with their version, entries, age and last error',
     'feeds add ID SOURCE FORMAT [OPTIONS]  add a feed and import it now; SOURCE is a file path or http(s) URL,',
-    '                                      FORMAT one of ip4set, ip4trie, ip6trie, dnset, iplist, domainlist, dmarc;',
+    '                                      FORMAT one of ip4set, ip4trie, ip6trie, dnset, combined, iplist, domainlist, dmarc;',
     '                                      --zone NAME (served by the DNS front), --category WORD (default block),',
     '                                      --refresh SECONDS (0: manual), --max-bytes BYTES, --timeout MS',
     'feeds remove ID                       remove a feed and its stored versions',

@@ -6,7 +6,7 @@
 
 import type { Answer, SoaAnswer } from 'dns-packet';
 
-import type { Dataset, MatchResult, SoaRecord } from '../feeds/dataset.js';
+import { Dataset, type MatchResult, type SoaRecord } from '../feeds/dataset.js';
 import { formatIp4, formatIp6, parseReversedIp4, parseReversedIp6 } from '../feeds/ip.js';
 
 /** DNS response codes used here (RFC 1035 section 4.1.1). */
@@ -37,54 +37,105 @@ export interface ZoneMatch {
 /** Maximum length of one TXT character-string (RFC 1035 section 3.3). */
 const MAX_TXT_BYTES = 255;
 
-/** Serves one feed's dataset as an rbldnsd zone would. */
+/**
+ * Serves one feed's dataset as an rbldnsd zone would. A zone of a combined dataset has several member
+ * datasets (the sections connected to it), and a name listed in several answers with every value.
+ */
 export class DatasetZone implements DnsZone {
   readonly name: string;
   readonly #dataset: Dataset;
+  readonly #members: Dataset[];
   readonly #ttl: number;
 
-  /** `defaultTtl` (seconds) applies when the dataset has no `$TTL`, like rbldnsd's `-t`. */
-  constructor(name: string, dataset: Dataset, defaultTtl: number) {
+  /**
+   * `defaultTtl` (seconds) applies when the dataset has no `$TTL`, like rbldnsd's `-t`. SOA and NS come
+   * from `dataset`; entries from `members`, which default to `dataset` itself.
+   */
+  constructor(name: string, dataset: Dataset, defaultTtl: number, members: Dataset[] = [dataset]) {
     this.name = name.toLowerCase().replace(/\.$/, '');
     this.#dataset = dataset;
+    this.#members = members;
     this.#ttl = dataset.ttl ?? defaultTtl;
   }
 
   answer(labels: string[], qtype: string, qname: string): ZoneAnswer {
-    const dataset = this.#dataset;
     if (labels.length === 0) {
-      return apexAnswer(this.name, qtype, dataset.soa, dataset.nameServers, this.#ttl);
+      return apexAnswer(this.name, qtype, this.#dataset.soa, this.#dataset.nameServers, this.#ttl);
     }
 
-    let match: MatchResult = { listed: false };
-    let subject = '';
-    if (dataset.hasDomains) {
-      match = dataset.matchDomain(labels.join('.'));
-      // Like rbldnsd, `$` in a TXT template is the listed name: the base of a wildcard entry.
-      subject = match.listed ? match.entry.replace(/^\*\./, '') : '';
-    }
-    if (!match.listed && dataset.hasIp4 && labels.length === 4) {
-      const address = parseReversedIp4(labels);
-      if (address !== undefined) {
-        subject = formatIp4(address);
-        match = dataset.matchIp4(address);
+    const a: string[] = [];
+    const txt: string[] = [];
+    let ttl = this.#ttl;
+    for (const dataset of this.#members) {
+      const found = matchLabels(dataset, labels);
+      if (!found) {
+        continue;
+      }
+      ttl = dataset.ttl ?? ttl;
+      for (const value of found.match.values) {
+        a.push(value.a);
+        if (value.txt !== undefined) {
+          txt.push(dataset.expandTxt(value.txt, found.subject));
+        }
       }
     }
-    if (!match.listed && dataset.hasIp6 && labels.length === 32) {
-      const address = parseReversedIp6(labels);
-      if (address !== undefined) {
-        subject = formatIp6(address);
-        match = dataset.matchIp6(address);
-      }
+    if (a.length === 0) {
+      return negativeAnswer(this.name, RCODE.NXDOMAIN, this.#dataset.soa, this.#ttl);
     }
-
-    if (!match.listed) {
-      return negativeAnswer(this.name, RCODE.NXDOMAIN, dataset.soa, this.#ttl);
-    }
-    const a = match.values.map((value) => value.a);
-    const txt = match.values.flatMap((value) => (value.txt === undefined ? [] : [dataset.expandTxt(value.txt, subject)]));
-    return recordsAnswer(this.name, qname, qtype, { listed: true, a, txt }, dataset.soa, this.#ttl);
+    return recordsAnswer(this.name, qname, qtype, { listed: true, a, txt }, this.#dataset.soa, ttl);
   }
+}
+
+/**
+ * Returns the zones of one feed: its zone, or for a combined dataset one zone per subzone named in a
+ * `$DATASET` line (`@` is the feed's zone), each with the sections connected to it.
+ */
+export function feedZones(zone: string, dataset: Dataset, defaultTtl: number): DnsZone[] {
+  if (dataset.format !== 'combined') {
+    return [new DatasetZone(zone, dataset, defaultTtl)];
+  }
+  const members = new Map<string, Dataset[]>();
+  for (const part of dataset.parts) {
+    for (const subzone of part.subzones) {
+      const name = subzone === '@' ? zone : `${subzone}.${zone}`;
+      members.set(name, [...(members.get(name) ?? []), part.dataset]);
+    }
+  }
+  if (!members.has(zone)) {
+    members.set(zone, []);
+  }
+  // As in rbldnsd, $SOA and $NS belong to the base zone only; a subzone answers without them.
+  const subzoneApex = new Dataset('combined');
+  if (dataset.ttl !== undefined) {
+    subzoneApex.ttl = dataset.ttl;
+  }
+  return [...members].map(([name, datasets]) => new DatasetZone(name, name === zone ? dataset : subzoneApex, defaultTtl, datasets));
+}
+
+/** Matches the labels below a zone apex in one dataset; returns the match and the subject for `$`. */
+function matchLabels(dataset: Dataset, labels: string[]): { match: Extract<MatchResult, { listed: true }>; subject: string } | undefined {
+  let match: MatchResult = { listed: false };
+  let subject = '';
+  if (dataset.hasDomains) {
+    match = dataset.matchDomain(labels.join('.'));
+    // Like rbldnsd, `$` in a TXT template is the listed name: the base of a wildcard entry.
+    subject = match.listed ? match.entry.replace(/^\*\./, '') : '';
+  }
+  if (!match.listed && dataset.hasIp4 && labels.length === 4) {
+    const address = parseReversedIp4(labels);
+    if (address !== undefined) {
+      subject = formatIp4(address);
+      match = dataset.matchIp4(address);
+    }
+  }
+  if (!match.listed && dataset.hasIp6 && labels.length === 32) {
+    const address = parseReversedIp6(labels);
+    if (address !== undefined) {
+      subject = formatIp6(address);
+      match = dataset.matchIp6(address);
+    }
+  }
+  return match.listed ? { match, subject } : undefined;
 }
 
 /** Builds the answer for a listed subject: A, TXT, or both for ANY; NODATA for other types. */

@@ -6,7 +6,7 @@
 import { ip4Mask, ip6Mask, type Ip4Prefix, type Ip6Prefix } from './ip.js';
 
 /** Dataset formats a feed can have. `iplist` and `domainlist` are plain lists, one entry a line. */
-export const FEED_FORMATS = ['ip4set', 'ip4trie', 'ip6trie', 'dnset', 'iplist', 'domainlist', 'dmarc'] as const;
+export const FEED_FORMATS = ['ip4set', 'ip4trie', 'ip6trie', 'dnset', 'combined', 'iplist', 'domainlist', 'dmarc'] as const;
 export type FeedFormat = (typeof FEED_FORMATS)[number];
 
 /** The answer of one entry: an A value and a TXT template, undefined when the entry has no TXT. */
@@ -30,6 +30,15 @@ export interface SoaRecord {
 /** Result of a lookup: the matching entry with its values, or not listed (no entry, or an `!` exclusion). */
 export type MatchResult = { listed: true; value: ListValue; entry: string; values: ListValue[] } | { listed: false };
 
+/** One `$DATASET type[:name] subzone...` section of an rbldnsd combined dataset. */
+export interface CombinedPart {
+  /** The `:name` of the section, or its first subzone when it has none. */
+  name: string;
+  /** Subzones relative to the feed's zone; `@` is the zone itself. */
+  subzones: string[];
+  dataset: Dataset;
+}
+
 /** Value index of an exclusion entry in the lookup tables. */
 const EXCLUDED = -1;
 
@@ -49,6 +58,8 @@ export class Dataset {
   /** Entries listed, not counting exclusions. */
   entries = 0;
   exclusions = 0;
+  /** Sections of a `combined` dataset; empty for the other formats. */
+  readonly parts: CombinedPart[] = [];
 
   readonly #values: ListValue[] = [];
   readonly #valueIds = new Map<string, number>();
@@ -151,6 +162,11 @@ export class Dataset {
       this.#domains.set(entry, { mode: 'exact', value: id });
     }
     this.#count(id);
+  }
+
+  /** Datasets that hold entries: the sections of a combined dataset, or this one. */
+  members(): Dataset[] {
+    return this.format === 'combined' ? this.parts.map((part) => part.dataset) : [this];
   }
 
   #count(id: number): void {

@@ -50,35 +50,38 @@ export async function writeExport(feeds: ExportFeed[], format: string, path: str
   };
 
   try {
-    for (const { definition, dataset, version } of feeds) {
-      if (format === 'rbldnsd') {
-        await write(`# feed ${definition.id} version ${version.version}, ${definition.source}, category ${definition.category}\n`);
-        for (const type of ['ip4trie', 'ip6trie', 'dnset'] as const) {
-          const lines: string[] = [];
+    for (const { definition, dataset: feedDataset, version } of feeds) {
+      // NOTE: the sections of a combined feed are exported as one dataset, so their entries merge.
+      for (const dataset of feedDataset.members()) {
+        if (format === 'rbldnsd') {
+          await write(`# feed ${definition.id} version ${version.version}, ${definition.source}, category ${definition.category}\n`);
+          for (const type of ['ip4trie', 'ip6trie', 'dnset'] as const) {
+            const lines: string[] = [];
+            for (const { entry, value } of dataset.allEntries()) {
+              if (entryType(entry) !== type) {
+                continue;
+              }
+              lines.push(value ? `${entry} :${value.a}:${value.txt ?? ''}` : `!${entry}`);
+            }
+            if (lines.length > 0) {
+              await write(`$DATASET ${type}:${definition.id} ${definition.id}\n`);
+              if (dataset.ttl !== undefined) {
+                await write(`$TTL ${dataset.ttl}\n`);
+              }
+              for (const line of lines) {
+                await write(`${line}\n`);
+                entries += 1;
+              }
+            }
+          }
+        } else {
           for (const { entry, value } of dataset.allEntries()) {
-            if (entryType(entry) !== type) {
-              continue;
-            }
-            lines.push(value ? `${entry} :${value.a}:${value.txt ?? ''}` : `!${entry}`);
+            const record = value
+              ? { feed: definition.id, category: definition.category, entry, excluded: false, returnCode: value.a, txt: value.txt ?? null, version: version.version }
+              : { feed: definition.id, category: definition.category, entry, excluded: true, version: version.version };
+            await write(`${JSON.stringify(record)}\n`);
+            entries += 1;
           }
-          if (lines.length > 0) {
-            await write(`$DATASET ${type}:${definition.id} ${definition.id}\n`);
-            if (dataset.ttl !== undefined) {
-              await write(`$TTL ${dataset.ttl}\n`);
-            }
-            for (const line of lines) {
-              await write(`${line}\n`);
-              entries += 1;
-            }
-          }
-        }
-      } else {
-        for (const { entry, value } of dataset.allEntries()) {
-          const record = value
-            ? { feed: definition.id, category: definition.category, entry, excluded: false, returnCode: value.a, txt: value.txt ?? null, version: version.version }
-            : { feed: definition.id, category: definition.category, entry, excluded: true, version: version.version };
-          await write(`${JSON.stringify(record)}\n`);
-          entries += 1;
         }
       }
     }

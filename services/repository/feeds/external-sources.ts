@@ -9,7 +9,7 @@ import type { impcdr } from '../../../modules/protocol/generated/messages.js';
 import { DnsServer } from '../dns/dns-server.js';
 import { IndexZone } from '../dns/index-zone.js';
 import { QueryThroughCache, QueryThroughZone } from '../dns/query-through.js';
-import { DatasetZone, type DnsZone } from '../dns/zone.js';
+import { feedZones, type DnsZone } from '../dns/zone.js';
 import type { ReputationIndex } from '../reputation-index.js';
 import type { IndexStore } from '../store.js';
 import { importDmarcReport } from './dmarc.js';
@@ -73,7 +73,7 @@ export class ExternalSources {
     if (!this.#dns) {
       return;
     }
-    const zones: DnsZone[] = this.feeds.zoneFeeds().map(({ definition, dataset }) => new DatasetZone(definition.zone, dataset, this.#config.dns.defaultTtl));
+    const zones: DnsZone[] = this.feeds.zoneFeeds().flatMap(({ definition, dataset }) => feedZones(definition.zone, dataset, this.#config.dns.defaultTtl));
     for (const list of this.dnsbl.lists()) {
       zones.push(new QueryThroughZone(list, this.dnsbl));
     }
@@ -125,3 +125,4 @@ export class ExternalSources {
     this.dnsbl.close();
   }
 }
+

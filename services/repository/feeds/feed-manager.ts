@@ -369,23 +369,27 @@ export class FeedManager {
       if (!feed.dataset || !feed.version) {
         continue;
       }
-      const match = matchKey(feed.dataset, kind, key);
-      if (!match?.match.listed) {
-        continue;
+      // A combined feed lists under FEED:SECTION, one listing per section that lists the key.
+      const members = feed.dataset.format === 'combined' ? feed.dataset.parts.map((part) => ({ source: `${feed.definition.id}:${part.name}`, dataset: part.dataset })) : [{ source: feed.definition.id, dataset: feed.dataset }];
+      for (const { source, dataset } of members) {
+        const match = matchKey(dataset, kind, key);
+        if (!match?.match.listed) {
+          continue;
+        }
+        const value = match.match.value;
+        // As on the DNS front, `$` in a domain entry's TXT is the listed name, not the key asked for.
+        const subject = kind === 'domain' || kind === 'user' ? match.match.entry.replace(/^\*\./, '') : match.subject;
+        const refreshMs = feed.definition.refreshSeconds * 1000;
+        listings.push({
+          source,
+          category: feed.definition.category,
+          listed: true,
+          returnCode: value.a,
+          reason: value.txt === undefined ? `listed by ${match.match.entry}` : dataset.expandTxt(value.txt, subject),
+          fetchedMs: feed.version.importedMs,
+          expiresMs: refreshMs > 0 ? Math.max(feed.status.lastSuccessMs, feed.version.importedMs) + refreshMs : 0,
+        });
       }
-      const value = match.match.value;
-      // As on the DNS front, `$` in a domain entry's TXT is the listed name, not the key asked for.
-      const subject = kind === 'domain' || kind === 'user' ? match.match.entry.replace(/^\*\./, '') : match.subject;
-      const refreshMs = feed.definition.refreshSeconds * 1000;
-      listings.push({
-        source: feed.definition.id,
-        category: feed.definition.category,
-        listed: true,
-        returnCode: value.a,
-        reason: value.txt === undefined ? `listed by ${match.match.entry}` : feed.dataset.expandTxt(value.txt, subject),
-        fetchedMs: feed.version.importedMs,
-        expiresMs: refreshMs > 0 ? Math.max(feed.status.lastSuccessMs, feed.version.importedMs) + refreshMs : 0,
-      });
     }
     return listings;
   }

@@ -55,13 +55,26 @@ export function decodeFeedText(bytes: Uint8Array): { text: string; encoding: 'ut
 export function parseFeed(bytes: Uint8Array, format: Exclude<FeedFormat, 'dmarc'>, name: string): ParseResult {
   const { text, encoding } = decodeFeedText(bytes);
   const dataset = new Dataset(format);
-  const state: ParserState = { dataset, name, defaultValue: { a: DEFAULT_A, txt: undefined }, lineErrors: [], badLines: 0, dataLines: 0 };
+  const state: ParserState = {
+    dataset,
+    common: dataset,
+    skipping: false,
+    name,
+    defaultValue: { a: DEFAULT_A, txt: undefined },
+    lineErrors: [],
+    badLines: 0,
+    dataLines: 0,
+  };
 
   const lines = text.split('\n');
   if (lines.at(-1) === '') {
     lines.pop();
   }
   lines.forEach((rawLine, index) => parseLine(state, rawLine.replace(/\r$/, ''), index + 1));
+  for (const part of dataset.parts) {
+    dataset.entries += part.dataset.entries;
+    dataset.exclusions += part.dataset.exclusions;
+  }
 
   if (dataset.entries === 0 && dataset.exclusions === 0) {
     if (state.dataLines === 0) {
@@ -78,7 +91,12 @@ export function parseFeed(bytes: Uint8Array, format: Exclude<FeedFormat, 'dmarc'
 }
 
 interface ParserState {
+  /** Dataset that entries go to: the file's, or the current `$DATASET` section's. */
   dataset: Dataset;
+  /** The file's dataset, which holds `$SOA` and `$NS` (and, in a combined file, the sections). */
+  common: Dataset;
+  /** True inside a `$DATASET` section of a type not supported here, whose lines are skipped. */
+  skipping: boolean;
   name: string;
   defaultValue: ListValue;
   lineErrors: LineError[];
@@ -115,7 +133,7 @@ function parseLine(state: ParserState, line: string, lineNumber: number): void {
     parseSpecial(state, line.slice(line.indexOf('$') + 1), lineNumber);
     return;
   }
-  if (line.startsWith('#') || line.startsWith(';') || (plain && line.startsWith('//'))) {
+  if (line.startsWith('#') || line.startsWith(';') || (plain && line.startsWith('//')) || state.skipping) {
     return;
   }
   // In ip6trie a line starting with "::" is a compressed address (::1), not a default value.
@@ -198,7 +216,7 @@ function addEntry(state: ParserState, entry: string, value: ListValue | undefine
       return undefined;
     }
     default:
-      return `format ${dataset.format} has no line entries`;
+      return `"${clip(entry)}" comes before the first $DATASET line of the combined file`;
   }
 }
 
@@ -303,19 +321,19 @@ function parseSpecial(state: ParserState, text: string, lineNumber: number): voi
 
   switch (keyword.toUpperCase()) {
     case 'SOA': {
-      if (dataset.soa) {
+      if (state.common.soa) {
         return;
       }
       const soa = parseSoa(fields);
       if (soa) {
-        dataset.soa = soa;
+        state.common.soa = soa;
       } else {
         reportBadLine(state, lineNumber, `$SOA needs "ttl origin person serial refresh retry expire minttl", got "${clip(text)}"`);
       }
       return;
     }
     case 'NS': {
-      if (dataset.nameServers) {
+      if (state.common.nameServers) {
         return;
       }
       const ttl = parseTime(fields[0] ?? '');
@@ -324,7 +342,7 @@ function parseSpecial(state: ParserState, text: string, lineNumber: number): voi
         reportBadLine(state, lineNumber, `$NS needs "ttl nameserver...", got "${clip(text)}"`);
         return;
       }
-      dataset.nameServers = { ttl, names: names.slice(0, 32).map((name) => name.replace(/\.$/, '')) };
+      state.common.nameServers = { ttl, names: names.slice(0, 32).map((name) => name.replace(/\.$/, '')) };
       return;
     }
     case 'TTL': {
@@ -337,14 +355,50 @@ function parseSpecial(state: ParserState, text: string, lineNumber: number): voi
       return;
     }
     case 'DATASET':
-      // TODO: combined datasets (several subzones in one file) are not split into their datasets yet.
-      throw new CdrError('ERR_FEED_FORMAT', `${state.name}:${lineNumber}: $DATASET (a combined dataset) is not supported; give each dataset its own feed`, {
-        details: { name: state.name, line: lineNumber },
-      });
+      startSection(state, fields, lineNumber);
+      return;
     default:
       // $TIMESTAMP, $MAXRANGE4 and unknown specials do not change what is listed here.
       return;
   }
+}
+
+const SECTION_FORMATS = ['ip4set', 'ip4trie', 'ip6trie', 'dnset'] as const;
+
+/**
+ * Starts a `$DATASET type[:name] subzone...` section of a combined file. A section inherits the
+ * file's `$TTL` and `$n` variables and starts without a default A+TXT, as in rbldnsd.
+ *
+ * @throws CdrError `ERR_FEED_FORMAT` when the file is not a combined feed
+ */
+function startSection(state: ParserState, fields: string[], lineNumber: number): void {
+  const common = state.common;
+  if (common.format !== 'combined') {
+    throw new CdrError('ERR_FEED_FORMAT', `${state.name}:${lineNumber}: $DATASET makes this a combined dataset; add the feed with format combined`, {
+      details: { name: state.name, line: lineNumber },
+    });
+  }
+
+  const [typeAndName = '', ...subzones] = fields;
+  const [type = '', sectionName] = typeAndName.split(':');
+  if (!(SECTION_FORMATS as readonly string[]).includes(type) || subzones.length === 0) {
+    state.skipping = true;
+    reportBadLine(state, lineNumber, `$DATASET needs one of ${SECTION_FORMATS.join(', ')} and at least one subzone, got "${clip(fields.join(' '))}"; its lines are skipped`);
+    return;
+  }
+
+  const dataset = new Dataset(type as (typeof SECTION_FORMATS)[number]);
+  if (common.ttl !== undefined) {
+    dataset.ttl = common.ttl;
+  }
+  for (const [digit, text] of common.variables) {
+    dataset.variables.set(digit, text);
+  }
+  dataset.baseTemplate = common.baseTemplate;
+  common.parts.push({ name: sectionName || subzones[0]!, subzones: subzones.map((zone) => zone.toLowerCase()), dataset });
+  state.dataset = dataset;
+  state.skipping = false;
+  state.defaultValue = { a: DEFAULT_A, txt: undefined };
 }
 
 function parseSoa(fields: string[]): SoaRecord | undefined {
