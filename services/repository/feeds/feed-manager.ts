@@ -172,7 +172,7 @@ export class FeedManager {
 
   /**
    * Stores a new feed and runs its first refresh; returns the feed after that refresh, whose status
-   * says whether it succeeded.
+   * records whether it succeeded.
    *
    * @throws CdrError `ERR_FEED_INVALID`, `ERR_FEED_EXISTS` (same id, or same DNS zone as another feed)
    */

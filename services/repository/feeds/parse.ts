@@ -1,5 +1,5 @@
 /**
- * Parsers of feed data: rbldnsd datasets (ip4set, ip4trie, ip6trie, dnset) and plain IP/CIDR and
+ * Parsers of feed data: rbldnsd datasets (ip4set, ip4trie, ip6trie, dnset, combined) and plain IP/CIDR and
  * domain lists. A bad line is skipped and reported with its number; a file broken as a whole is
  * rejected with a `CdrError`, so the caller keeps the version in force.
  */
@@ -93,7 +93,7 @@ export function parseFeed(bytes: Uint8Array, format: Exclude<FeedFormat, 'dmarc'
 interface ParserState {
   /** Dataset that entries go to: the file's, or the current `$DATASET` section's. */
   dataset: Dataset;
-  /** The file's dataset, which holds `$SOA` and `$NS` (and, in a combined file, the sections). */
+  /** The file's dataset, which contains `$SOA` and `$NS` (and, in a combined file, the sections). */
   common: Dataset;
   /** True inside a `$DATASET` section of a type not supported here, whose lines are skipped. */
   skipping: boolean;
