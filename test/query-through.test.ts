@@ -40,6 +40,9 @@ test.before(async () => {
       '        127.0.0.2: SBL spam source',
       '        127.0.0.4: XBL exploited host',
       '        127.0.0.10-11: PBL policy block',
+      'dns:',
+      '  port: 0',
+      '  indexZone: cdr.test',
     ].join('\n'),
   });
 });
@@ -125,6 +128,21 @@ test.serial('return codes interpreted per list', async (t) => {
   t.deepEqual(errorAnswer.listings, []);
   const [front] = await digBatch(node.dnsPort, [{ name: reversed('198.51.100.99'), type: 'A' }]);
   t.is(front!.status, 'SERVFAIL');
+});
+
+test.serial('index zone answers by verdict', async (t) => {
+  // 198.51.100.4 is listed upstream with 127.0.0.4, so its verdict is malicious (block weight -80).
+  const [listed, listedTxt, neutral, apex] = await digBatch(node.dnsPort, [
+    { name: '4.100.51.198.cdr.test', type: 'A' },
+    { name: '4.100.51.198.cdr.test', type: 'TXT' },
+    { name: '1.0.0.127.cdr.test', type: 'A' },
+    { name: 'cdr.test', type: 'SOA' },
+  ]);
+  t.deepEqual(listed!.answers, ['A 1800 127.0.0.2']);
+  t.is(listedTxt!.answers.length, 1);
+  t.true(listedTxt!.answers[0]!.startsWith('TXT 1800 "malicious (score -80): listed by zen.test (block -80);'), listedTxt!.answers[0]);
+  t.is(neutral!.status, 'NXDOMAIN');
+  t.is(apex!.status, 'REFUSED');
 });
 
 test.serial('silent upstream gives SERVFAIL', async (t) => {
