@@ -145,6 +145,22 @@ test.serial('index zone answers by verdict', async (t) => {
   t.is(apex!.status, 'REFUSED');
 });
 
+test.serial('index zone RFC 5782 test points', async (t) => {
+  const nibbles = (value: bigint) => value.toString(16).padStart(32, '0').split('').reverse().join('.');
+  const results = await digBatch(node.dnsPort, [
+    { name: '2.0.0.127.cdr.test', type: 'A' },
+    { name: '1.0.0.127.cdr.test', type: 'A' },
+    { name: `${nibbles(0xffff7f000002n)}.cdr.test`, type: 'A' },
+    { name: `${nibbles(0xffff7f000001n)}.cdr.test`, type: 'A' },
+    { name: 'test.cdr.test', type: 'TXT' },
+    { name: 'invalid.cdr.test', type: 'A' },
+  ]);
+  t.deepEqual(
+    results.map((result) => `${result.status} ${result.answers.join(', ')}`.trim()),
+    ['NOERROR A 300 127.0.0.2', 'NXDOMAIN', 'NOERROR A 300 127.0.0.2', 'NXDOMAIN', 'NOERROR TXT 300 "RFC 5782 test point"', 'NXDOMAIN'],
+  );
+});
+
 test.serial('silent upstream gives SERVFAIL', async (t) => {
   const [result] = await digBatch(node.dnsPort, [{ name: reversed('203.0.113.1'), type: 'A' }]);
   t.is(result!.status, 'SERVFAIL');

@@ -11,6 +11,11 @@ import { negativeAnswer, RCODE, recordsAnswer, type DnsZone, type ZoneAnswer } f
 /** A value answered for each listed verdict. */
 export const VERDICT_RETURN_CODES: Partial<Record<VerdictName, string>> = { malicious: '127.0.0.2', suspect: '127.0.0.3' };
 
+const TEST_POINTS_LISTED = new Set(['127.0.0.2', '::ffff:7f00:2', 'test']);
+const TEST_POINTS_NOT_LISTED = new Set(['127.0.0.1', '::ffff:7f00:1', 'invalid']);
+/** TTL of test point answers, in seconds. */
+const TEST_POINT_TTL = 300;
+
 export class IndexZone implements DnsZone {
   readonly name: string;
   readonly #index: ReputationIndex;
@@ -35,6 +40,15 @@ export class IndexZone implements DnsZone {
     } else if (ip6 !== undefined) {
       kind = 'ip';
       key = formatIp6(ip6);
+    }
+
+    // RFC 5782 section 5: the test points 127.0.0.2, ::ffff:7f00:2 and TEST are always listed, and
+    // 127.0.0.1, ::ffff:7f00:1 and INVALID never, whatever the index holds for them.
+    if (TEST_POINTS_LISTED.has(key)) {
+      return recordsAnswer(this.name, qname, qtype, { listed: true, a: ['127.0.0.2'], txt: ['RFC 5782 test point'] }, undefined, TEST_POINT_TTL);
+    }
+    if (TEST_POINTS_NOT_LISTED.has(key)) {
+      return negativeAnswer(this.name, RCODE.NXDOMAIN, undefined, TEST_POINT_TTL);
     }
 
     let reputation;
