@@ -113,7 +113,7 @@ test.serial('positive answers expire with their TTL', async (t) => {
 test.serial('return codes interpreted per list', async (t) => {
   const lookup = async (address: string) => JSON.parse((await cdrctl(node, ['lookup', '--json', 'ip', address])).stdout) as {
     verdict: string;
-    listings: { source: string; returnCode: string; reason: string }[];
+    listings: { source: string; returnCode?: string; reason: string; listed?: boolean }[];
   };
   const xbl = await lookup('198.51.100.4');
   t.deepEqual(xbl.listings.map(({ source, returnCode, reason }) => ({ source, returnCode, reason })), [
@@ -123,9 +123,15 @@ test.serial('return codes interpreted per list', async (t) => {
   const pbl = await lookup('198.51.100.11');
   t.is(pbl.listings[0]!.reason, 'PBL policy block', 'the range 127.0.0.10-11 covers .11');
 
-  // 127.255.255.254 is an error answer: no listing, and the DNS front answers SERVFAIL.
+  // 127.255.255.254 is an error answer: a lookup error, not a listing, and SERVFAIL on the DNS front.
   const errorAnswer = await lookup('198.51.100.99');
-  t.deepEqual(errorAnswer.listings, []);
+  t.is(errorAnswer.listings.length, 1);
+  // Protocol defaults (false, empty string) are left out of the JSON that cdrctl prints.
+  t.is(errorAnswer.listings[0]!.source, ZONE);
+  t.is(errorAnswer.listings[0]!.listed ?? false, false);
+  t.is(errorAnswer.listings[0]!.returnCode ?? '', '');
+  t.regex(errorAnswer.listings[0]!.reason, /^lookup failed: ERR_DNSBL_UPSTREAM: zen\.test: upstream returned error code 127\.255\.255\.254 for /);
+  t.is(errorAnswer.verdict, 'neutral');
   const [front] = await digBatch(node.dnsPort, [{ name: reversed('198.51.100.99'), type: 'A' }]);
   t.is(front!.status, 'SERVFAIL');
 });

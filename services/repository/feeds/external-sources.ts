@@ -15,6 +15,7 @@ import type { IndexStore } from '../store.js';
 import { importDmarcReport } from './dmarc.js';
 import { FeedManager, type FeedListing } from './feed-manager.js';
 import { parseIp4 } from './ip.js';
+import { CdrError } from '../../common/errors.js';
 import type { ObjectKindName } from '../../../modules/protocol/constants.js';
 
 export class ExternalSources {
@@ -85,7 +86,8 @@ export class ExternalSources {
 
   /**
    * Queries an IPv4 key in every query-through list. A list whose query fails (timeout, error code,
-   * budget used up) adds no listing; the cache logs and counts the failure.
+   * budget used up) adds an entry with `listed` false and the error as its reason, which no policy
+   * weighs; the cache logs and counts the failure.
    */
   async #dnsblListings(kind: ObjectKindName, key: string): Promise<FeedListing[]> {
     if (kind !== 'ip' || parseIp4(key) === undefined) {
@@ -107,8 +109,9 @@ export class ExternalSources {
             fetchedMs: answer.expiresMs - answer.ttlSeconds * 1000,
             expiresMs: answer.expiresMs,
           };
-        } catch {
-          return undefined;
+        } catch (error) {
+          const code = error instanceof CdrError ? error.code : 'ERR_DNSBL_UPSTREAM';
+          return { source: list.zone, category: list.category, listed: false, returnCode: '', reason: `lookup failed: ${code}: ${(error as Error).message}`, fetchedMs: Date.now(), expiresMs: 0 };
         }
       }),
     );
