@@ -167,6 +167,50 @@ export interface CdrConfig {
     /** Time every unit and the peer link have to become ready after an update, in milliseconds. @defaultValue 120000 */
     readyTimeoutMs: number;
   };
+  feeds: {
+    /** Refresh interval of a feed added without one, in seconds; 0 means manual refresh only. @defaultValue 3600 */
+    refreshSeconds: number;
+    /** Size limit of a feed added without one, in bytes. @defaultValue 67108864 */
+    maxBytes: number;
+    /** Fetch timeout of a feed added without one, in milliseconds. @defaultValue 30000 */
+    timeoutMs: number;
+  };
+  dns: {
+    /** Serve feed zones (and the index zone) over DNS. @defaultValue true */
+    enabled: boolean;
+    /** Address of the DNS front, UDP and TCP. @defaultValue '127.0.0.1' */
+    host: string;
+    /** Port of the DNS front; 53 on the appliance, 0 picks a free port. @defaultValue 5353 */
+    port: number;
+    /** TTL of answers from a feed without `$TTL`, in seconds (rbldnsd's default, 35 minutes). @defaultValue 2100 */
+    defaultTtl: number;
+    /** Zone that serves the consolidated index by verdict; empty serves none. @defaultValue '' */
+    indexZone: string;
+  };
+  dnsbl: {
+    /** Resolvers the query-through cache asks, as "address:port"; empty disables query-through. @defaultValue [] */
+    resolvers: string[];
+    /** Time one upstream query may take, in milliseconds. @defaultValue 2000 */
+    timeoutMs: number;
+    /** Time a negative answer is cached when the upstream sends no SOA, in seconds. @defaultValue 300 */
+    negativeTtlSeconds: number;
+    /** Longest time any answer is cached, in seconds. @defaultValue 86400 */
+    maxTtlSeconds: number;
+    /** DNSBLs queried through the cache. @defaultValue [] */
+    lists: DnsblListConfig[];
+  };
+}
+
+/** One DNSBL that the query-through cache asks on behalf of the IMPs. */
+export interface DnsblListConfig {
+  /** Zone of the DNSBL, also the zone the DNS front serves it as. */
+  zone: string;
+  /** Meaning of each return code; a key may be a range written `127.0.1.2-6`. Codes not listed mean "listed". */
+  codes: Record<string, string>;
+  /** Upstream queries allowed per UTC day; 0 means no limit. */
+  dailyBudget: number;
+  /** Category whose policy weight applies to a listing. */
+  category: string;
 }
 
 /** SNMPv3 user of the standalone agent (USM, RFC 3414). */
@@ -306,6 +350,9 @@ export const DEFAULT_CONFIG: CdrConfig = {
   },
   supervision: { extendTimeoutMs: 60_000, healthCheckTimeoutMs: 5_000 },
   firmware: { publicKey: '/opt/imp-cdr/firmware/release-key.pem', readyTimeoutMs: 120_000 },
+  feeds: { refreshSeconds: 3600, maxBytes: 64 * 1024 * 1024, timeoutMs: 30_000 },
+  dns: { enabled: true, host: '127.0.0.1', port: 5353, defaultTtl: 2100, indexZone: '' },
+  dnsbl: { resolvers: [], timeoutMs: 2000, negativeTtlSeconds: 300, maxTtlSeconds: 86_400, lists: [] },
 };
 
 /** Paths that `make run` uses: everything under the folder of the configuration file. */
@@ -463,5 +510,38 @@ export const CONFIG_SCHEMA = section({
   firmware: section({
     publicKey: { type: 'string', minLength: 1 },
     readyTimeoutMs: integer(1000, 3_600_000),
+  }),
+  feeds: section({
+    refreshSeconds: integer(0, 604_800),
+    maxBytes: integer(1, 1_073_741_824),
+    timeoutMs: integer(100, 600_000),
+  }),
+  dns: section({
+    enabled: { type: 'boolean' },
+    host: { type: 'string', minLength: 1 },
+    port: integer(0, 65535),
+    defaultTtl: integer(0, 2_147_483_647),
+    indexZone: { type: 'string', pattern: '^([a-z0-9_-]+(\\.[a-z0-9_-]+)*)?$' },
+  }),
+  dnsbl: section({
+    resolvers: { type: 'array', maxItems: 8, items: { type: 'string', pattern: '^(\\[[0-9a-fA-F:]+\\]|[0-9.]+):[0-9]{1,5}$' } },
+    timeoutMs: integer(100, 60_000),
+    negativeTtlSeconds: integer(0, 86_400),
+    maxTtlSeconds: integer(0, 604_800),
+    lists: {
+      type: 'array',
+      maxItems: 64,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['zone'],
+        properties: {
+          zone: { type: 'string', pattern: '^[a-z0-9_-]+(\\.[a-z0-9_-]+)+$' },
+          codes: { type: 'object', additionalProperties: { type: 'string', maxLength: 200 } },
+          dailyBudget: integer(0, 1_000_000_000),
+          category: { type: 'string', pattern: '^[a-z][a-z0-9_-]{0,31}$' },
+        },
+      },
+    },
   }),
 });

@@ -114,6 +114,27 @@ export const ERROR_CODES = {
   ERR_FW_INSTALL_FAILED: 'Installing the firmware payload failed',
   ERR_FW_NOT_READY: 'Services did not become ready after the firmware change',
   ERR_FW_NO_PREVIOUS: 'No previous firmware to roll back to',
+  // External reputation sources: feeds, the DNS front, the query-through DNSBL cache, DMARC reports.
+  ERR_FEED_INVALID: 'Feed definition is invalid',
+  ERR_FEED_NOT_FOUND: 'Feed does not exist',
+  ERR_FEED_EXISTS: 'A feed with this id already exists',
+  ERR_FEED_FETCH: 'Fetching the feed failed',
+  ERR_FEED_TIMEOUT: 'Fetching the feed timed out',
+  ERR_FEED_TOO_LARGE: 'Feed data is larger than the size limit',
+  ERR_FEED_TRUNCATED: 'Feed data is shorter than announced',
+  ERR_FEED_EMPTY: 'Feed data has no entries',
+  ERR_FEED_FORMAT: 'Feed data is not in the feed format',
+  ERR_FEED_LISTS_EVERYTHING: 'Feed data lists the whole address space',
+  ERR_FEED_EXPORT: 'Exporting the index failed',
+  ERR_DNS_LISTEN: 'The DNS front cannot listen',
+  ERR_DNSBL_UNKNOWN_LIST: 'DNSBL is not configured for query-through',
+  ERR_DNSBL_TIMEOUT: 'The upstream DNSBL query timed out',
+  ERR_DNSBL_UPSTREAM: 'The upstream DNSBL answered with an error',
+  ERR_DNSBL_BUDGET_EXHAUSTED: 'The daily query budget of the DNSBL is used up',
+  ERR_DMARC_EMPTY: 'DMARC report is empty',
+  ERR_DMARC_NOT_XML: 'DMARC report is not XML',
+  ERR_DMARC_DOUBLE_COMPRESSED: 'DMARC report is compressed twice',
+  ERR_DMARC_INVALID: 'DMARC report is not an aggregate report',
 } as const;
 
 /** Stable identifier of an error condition. */

@@ -15,6 +15,10 @@ import type { impcdr } from '../../modules/protocol/generated/messages.js';
 import type { ReputationIndex } from './reputation-index.js';
 import { signClientCertificate } from './tls-material.js';
 import { entryError, kindOfWireKey, reputationToWire } from './wire.js';
+import type { FeedManager } from './feeds/feed-manager.js';
+import { definitionFromWire, feedToWire } from './feeds/feed-wire.js';
+import { writeExport } from './feeds/export.js';
+import type { CdrConfig } from '../common/config-schema.js';
 
 /** Maximum size of one control frame; a policy document or a lookup batch fits easily. */
 export const MAX_CONTROL_FRAME_BYTES = 4 * 1024 * 1024;
@@ -30,6 +34,9 @@ export interface ControlContext {
   /** Stores the peer and starts replication with it. @throws CdrError `ERR_PEER_INVALID` */
   setPeer: (peer: impcdr.v1.IPeerRecord) => Promise<void>;
   clearPeer: () => Promise<void>;
+  feeds: FeedManager;
+  feedDefaults: CdrConfig['feeds'];
+  dnsblStatus: () => impcdr.v1.IDnsblStatus;
 }
 
 export class ControlServer {
@@ -184,6 +191,37 @@ export class ControlServer {
       case 'peerClear':
         await this.#context.clearPeer();
         return { pairStatus: this.#context.pairStatus() };
+
+      case 'feedList':
+        return { feeds: { feeds: this.#context.feeds.list().map(feedToWire) } };
+
+      case 'feedAdd': {
+        const added = await this.#context.feeds.add(definitionFromWire(request.feedAdd?.feed, this.#context.feedDefaults));
+        return { feeds: { feeds: [feedToWire(added)] } };
+      }
+
+      case 'feedRemove':
+        await this.#context.feeds.remove(request.feedRemove?.id ?? '');
+        return { feeds: { feeds: this.#context.feeds.list().map(feedToWire) } };
+
+      case 'feedRefresh': {
+        const id = request.feedRefresh?.id ?? '';
+        const refreshed = id === '' ? await this.#context.feeds.refreshAll() : [await this.#context.feeds.refresh(id)];
+        return { feeds: { feeds: refreshed.map(feedToWire) } };
+      }
+
+      case 'feedStatus':
+        return { feeds: { feeds: [feedToWire(this.#context.feeds.get(request.feedStatus?.id ?? ''))] } };
+
+      case 'export': {
+        const path = request.export?.path ?? '';
+        const written = await writeExport(this.#context.feeds.datasets(), request.export?.format ?? '', path);
+        this.#log.info({ path, format: request.export?.format, entries: written.entries }, 'export written');
+        return { export: { path, entries: written.entries, bytes: written.bytes } };
+      }
+
+      case 'dnsblStatus':
+        return { dnsblStatus: this.#context.dnsblStatus() };
 
       default:
         throw new CdrError('ERR_PROTO_UNKNOWN_MESSAGE_TYPE', 'control request has no body this repository knows');

@@ -42,6 +42,8 @@ export interface PolicyDocument {
   thresholds: { trusted: number; suspect: number; malicious: number };
   /** Time an IMP may cache an answer, per verdict, in seconds. */
   ttlSeconds: { trusted: number; neutral: number; suspect: number; malicious: number };
+  /** Score points added when a feed of that category (a feed's `category`) lists the object. */
+  listingWeights?: Record<string, number>;
 }
 
 export const POLICY_SCHEMA = {
@@ -70,6 +72,12 @@ export const POLICY_SCHEMA = {
       additionalProperties: false,
       required: ['trusted', 'neutral', 'suspect', 'malicious'],
       properties: { trusted: seconds, neutral: seconds, suspect: seconds, malicious: seconds },
+    },
+    listingWeights: {
+      type: 'object',
+      propertyNames: { pattern: '^[a-z][a-z0-9_-]{0,31}$' },
+      maxProperties: 64,
+      additionalProperties: weight,
     },
   },
 };
@@ -109,4 +117,9 @@ ttlSeconds:
   neutral: 300
   suspect: 600
   malicious: 1800
+# Score change when a feed of that category lists the object (each feed names its category).
+listingWeights:
+  block: -80
+  suspect: -30
+  allow: 40
 `;

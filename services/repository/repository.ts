@@ -23,6 +23,7 @@ import { ReputationIndex } from './reputation-index.js';
 import { IndexStore } from './store.js';
 import { Replicator } from './replication/replicator.js';
 import { SubscriptionRegistry } from './subscriptions.js';
+import { ExternalSources } from './feeds/external-sources.js';
 import { checkPeer, loadPeer, loadReplicationIdentity, removePeer, savePeer, type PeerRecord, type ReplicationIdentityFiles } from './peer.js';
 import { defaultServerNames, loadServerTlsMaterial } from './tls-material.js';
 
@@ -48,6 +49,7 @@ export class Repository {
   #replicationAddress = '';
   #purging: Promise<void> | undefined;
   readonly #notifier: SdNotifier | undefined;
+  #external: ExternalSources | undefined;
 
   /** `notifier` receives `STATUS=` and `EXTEND_TIMEOUT_USEC=` during `start`; main sends `READY=1`. */
   constructor(config: Readonly<CdrConfig>, log: Logger, notifier?: SdNotifier) {
@@ -108,6 +110,8 @@ export class Repository {
     this.#replicationIdentity = await loadReplicationIdentity(tlsDir, this.#nodeId);
     this.#peer = loadPeer(config.paths.state);
 
+    this.#external = await ExternalSources.start(config, this.#store, this.#index, log);
+
     const subscriptions = new SubscriptionRegistry(log);
     const index = this.#index;
     index.onChange = (touched) => {
@@ -149,6 +153,9 @@ export class Repository {
         pairStatus: () => this.pairStatus(),
         setPeer: async (peer) => this.setPeer(peer),
         clearPeer: async () => this.clearPeer(),
+        feeds: this.#external.feeds,
+        feedDefaults: config.feeds,
+        dnsblStatus: () => this.#external!.dnsblStatus(),
       },
       log,
     );
@@ -160,7 +167,14 @@ export class Repository {
     this.#startedMs = Date.now();
     this.lifecycle.moveTo('open');
     log.info(
-      { nodeId: this.#nodeId, imp: this.#impAddress, replication: this.#replicationAddress, control: this.controlSocketPath, version: SOFTWARE_VERSION },
+      {
+        nodeId: this.#nodeId,
+        imp: this.#impAddress,
+        replication: this.#replicationAddress,
+        control: this.controlSocketPath,
+        dns: this.#external.dnsAddress,
+        version: SOFTWARE_VERSION,
+      },
       'repository ready',
     );
   }
@@ -223,6 +237,7 @@ export class Repository {
     await runShutdownStep(log, 'close IMP listener and drain requests', timeoutMs, () => this.#impServer?.close(timeoutMs));
     await runShutdownStep(log, 'close control socket', timeoutMs, () => this.#control?.close());
     await runShutdownStep(log, 'stop replication', timeoutMs, () => this.#replicator?.close());
+    await runShutdownStep(log, 'stop feeds and the DNS front', timeoutMs, () => this.#external?.stop());
     await runShutdownStep(log, 'finish bucket purge', timeoutMs, () => this.#purging);
     await runShutdownStep(log, 'flush and close index', timeoutMs, () => this.#store?.close());
     this.lifecycle.moveTo('closed');

@@ -10,6 +10,8 @@ import { normaliseKey } from './keys.js';
 import { computeReputation, DEFAULT_POLICY_YAML, parsePolicy, type PolicyDocument, type ReputationResult } from './reputation.js';
 import type { HybridLogicalClock } from './hlc.js';
 import { IndexStore, objectId, type PreparedObservation, type StoredPolicy } from './store.js';
+import type { FeedListing } from './feeds/feed-manager.js';
+import { applyListings } from './feeds/listing-score.js';
 
 /** A lookup answer for one normalised key. */
 export interface ObjectReputation extends ReputationResult {
@@ -17,8 +19,8 @@ export interface ObjectReputation extends ReputationResult {
   key: string;
   firstSeenMs: number;
   lastSeenMs: number;
-  /** External listings; empty until feeds are merged into the index. */
-  listings: { source: string; listed: boolean; returnCode: string; reason: string; fetchedMs: number; expiresMs: number }[];
+  /** Listings of the object by the feeds in force; each listing's category weighs in the score. */
+  listings: FeedListing[];
 }
 
 interface CacheEntry {
@@ -59,6 +61,9 @@ export class ReputationIndex {
   #storedPolicy!: StoredPolicy;
   #hits = 0;
   #misses = 0;
+
+  /** Returns the external listings of a normalised key (feeds and query-through DNSBLs); set by `ExternalSources`. */
+  listingSource: (kind: ObjectKindName, key: string) => FeedListing[] | Promise<FeedListing[]> = () => [];
 
   /** Called after each commit with the ids of objects whose counters changed, after the cache dropped them. */
   onChange: (touched: Set<string>) => void = () => {};
@@ -103,6 +108,11 @@ export class ReputationIndex {
 
   get store(): IndexStore {
     return this.#store;
+  }
+
+  /** Empties the cache, for example after a feed version came into force. */
+  clearCache(): void {
+    this.#cache.clear();
   }
 
   cacheStats(): CacheStats {
@@ -184,14 +194,15 @@ export class ReputationIndex {
     const policyAtStart = this.#policy;
     const sinceSeconds = Math.floor((now / 1000 - this.#retentionSeconds) / this.#bucketSeconds) * this.#bucketSeconds;
     const { record, buckets } = await this.#store.readObject(kind, key, Math.max(0, sinceSeconds));
-    const result = computeReputation(policyAtStart, buckets, this.#bucketSeconds, now);
+    const listings = await this.listingSource(kind, key);
+    const result = applyListings(policyAtStart, computeReputation(policyAtStart, buckets, this.#bucketSeconds, now), listings);
     const value: ObjectReputation = {
       kind,
       key,
       ...result,
       firstSeenMs: record?.firstSeenMs ?? 0,
       lastSeenMs: record?.lastSeenMs ?? 0,
-      listings: [],
+      listings,
     };
 
     // NOTE: a commit that lands while this read runs drops the key from the cache before the read stores

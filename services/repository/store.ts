@@ -13,6 +13,10 @@
  *     a NUL timeMs NUL n                          -> audit entry: a replication conflict and its outcome
  *     p NUL current                               -> policy in force { version, yaml, appliedMs, hlc }
  *     p NUL v NUL version                         -> every policy applied, by version
+ *     f NUL d NUL feedId                          -> feed definition
+ *     f NUL v NUL feedId                          -> feed version in force: metadata of the last good import
+ *     f NUL b NUL feedId NUL version NUL chunk    -> that version's raw bytes, base64, in chunks
+ *     f NUL s NUL feedId                          -> feed status: last attempt, success and error
  *
  * `bucket` is the bucket's start in Unix seconds as 10 hex digits and `logSequence` 16 hex digits, so
  * that byte order is time order. Counter slots belong to one node each and only grow, so replicas can
@@ -574,6 +578,32 @@ export class IndexStore {
       entries.push(value);
     }
     return entries;
+  }
+
+  /** Returns the feed record at `key` (a key under the `f` prefix, see the layout above). */
+  async getFeedRecord(key: string): Promise<unknown> {
+    return this.#db.get(`f${SEP}${key}`);
+  }
+
+  /** Lists the feed records whose key starts with `prefix`, without the `f` prefix. */
+  async listFeedRecords(prefix: string): Promise<[string, unknown][]> {
+    const records: [string, unknown][] = [];
+    for await (const [key, value] of this.#db.iterator({ gte: `f${SEP}${prefix}`, lt: `f${SEP}${prefix}${END}` })) {
+      records.push([key.slice(2), value]);
+    }
+    return records;
+  }
+
+  /** Writes feed records (keys without the `f` prefix) in one synchronous batch: all or nothing. */
+  async writeFeedRecords(operations: ({ type: 'put'; key: string; value: unknown } | { type: 'del'; key: string })[]): Promise<void> {
+    await this.#db.batch(
+      operations.map((operation) =>
+        operation.type === 'put'
+          ? { type: 'put' as const, key: `f${SEP}${operation.key}`, value: operation.value as Json }
+          : { type: 'del' as const, key: `f${SEP}${operation.key}` },
+      ),
+      { sync: true },
+    );
   }
 
   /** Waits for queued writes, then closes LevelDB. */

@@ -27,6 +27,8 @@ export interface TestNode {
   socketPath: string;
   port: number;
   replicationPort: number;
+  /** UDP and TCP port of the DNS front, 0 when it is disabled. */
+  dnsPort: number;
   process: ChildProcess;
   /** Every stdout and stderr line so far. */
   output: string[];
@@ -68,6 +70,8 @@ export async function startNode(options: StartOptions = {}): Promise<TestNode> {
         `  port: ${options.replicationPort ?? 0}`,
         'log:',
         '  level: info',
+        // A free DNS port, so that tests running in parallel never share the development port 5353.
+        /^dns:/m.test(options.extraConfig ?? '') ? '' : 'dns:\n  port: 0',
         options.extraConfig ?? '',
       ].join('\n'),
     );
@@ -94,15 +98,16 @@ async function launch(dir: string, configPath: string, env?: NodeJS.ProcessEnv):
     }),
   );
 
-  const ready = new Promise<{ port: number; socketPath: string; replicationPort: number }>((resolveReady, rejectReady) => {
+  const ready = new Promise<{ port: number; socketPath: string; replicationPort: number; dnsPort: number }>((resolveReady, rejectReady) => {
     const onLine = (line: string) => {
       output.push(line);
       if (line.includes('"repository ready"')) {
-        const entry = JSON.parse(line) as { imp: string; control: string; replication: string };
+        const entry = JSON.parse(line) as { imp: string; control: string; replication: string; dns?: string };
         resolveReady({
           port: Number(entry.imp.split(':').pop()),
           socketPath: entry.control,
           replicationPort: Number(entry.replication.split(':').pop()),
+          dnsPort: Number(entry.dns?.split(':').pop() || 0),
         });
       }
     };
@@ -118,13 +123,14 @@ async function launch(dir: string, configPath: string, env?: NodeJS.ProcessEnv):
     setTimeout(() => rejectReady(new Error(`repository not ready after 20 s:\n${output.join('\n')}`)), 20_000).unref();
   });
 
-  const { port, socketPath, replicationPort } = await ready;
+  const { port, socketPath, replicationPort, dnsPort } = await ready;
   return {
     dir,
     configPath,
     socketPath,
     port,
     replicationPort,
+    dnsPort,
     process: child,
     output,
     async stop() {

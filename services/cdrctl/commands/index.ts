@@ -7,6 +7,7 @@ import { clientCommand } from './client.js';
 import { consoleCommand } from './console.js';
 import { firmwareCommand } from './firmware.js';
 import { hwCommand } from './hw.js';
+import { feedsCommand } from './feeds.js';
 import { lookupCommand } from './lookup.js';
 import { pairCommand } from './pair.js';
 import { policyCommand } from './policy.js';
@@ -23,4 +24,5 @@ export const COMMANDS: readonly Command[] = [
   hwCommand,
   firmwareCommand,
   consoleCommand,
+  feedsCommand,
 ];

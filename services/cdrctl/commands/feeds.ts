@@ -1,0 +1,171 @@
+/**
+ * `cdrctl feeds list | add | remove | refresh | status | export | dnsbl`: the feed mirror, its exports
+ * and the query-through DNSBL counters.
+ */
+
+import { resolve } from 'node:path';
+
+import type { ControlClient } from '../../../modules/protocol/control-client.js';
+import type { impcdr } from '../../../modules/protocol/generated/messages.js';
+import { EXIT_FAILURE, EXIT_SUCCESS, usageError, withControl, type Command, type CommandContext } from '../command.js';
+
+export const feedsCommand: Command = {
+  name: 'feeds',
+  usage: [
+    'feeds list                            list the feeds with their version, entries, age and last error',
+    'feeds add ID SOURCE FORMAT [OPTIONS]  add a feed and import it now; SOURCE is a file path or http(s) URL,',
+    '                                      FORMAT one of ip4set, ip4trie, ip6trie, dnset, combined, iplist, domainlist, dmarc;',
+    '                                      --zone NAME (served by the DNS front), --category WORD (default block),',
+    '                                      --refresh SECONDS (0: manual), --max-bytes BYTES, --timeout MS',
+    'feeds remove ID                       remove a feed and its stored versions',
+    'feeds refresh [ID]                    refresh one feed, or every feed, now',
+    'feeds status ID                       show one feed in detail, with the bad lines of its version',
+    'feeds export FORMAT FILE              write the feeds in force as rbldnsd (combined) or jsonl',
+    'feeds dnsbl                           show the query-through DNSBL counters',
+  ],
+  async run(context, args) {
+    return withControl(context, (client) => feeds(context, client, args));
+  },
+};
+
+const OPTIONS: Record<string, keyof impcdr.v1.IFeedDefinition> = {
+  '--zone': 'zone',
+  '--category': 'category',
+  '--refresh': 'refreshSeconds',
+  '--max-bytes': 'maxBytes',
+  '--timeout': 'timeoutMs',
+};
+
+async function feeds(context: CommandContext, client: ControlClient, args: string[]): Promise<number> {
+  const [subcommand, ...rest] = args;
+  switch (subcommand) {
+    case 'list': {
+      const { feeds: list } = await client.call({ feedList: {} });
+      context.stdout(formatTable(list?.feeds ?? []));
+      return EXIT_SUCCESS;
+    }
+    case 'add': {
+      const [id, source, format, ...options] = rest;
+      if (!id || !source || !format) {
+        throw usageError('use: cdrctl feeds add ID SOURCE FORMAT [--zone NAME] [--category WORD] [--refresh SECONDS] [--max-bytes BYTES] [--timeout MS]');
+      }
+      // A URL is passed as given, so that the repository names an unsupported scheme; a path is made absolute.
+      const feed: impcdr.v1.IFeedDefinition = { id, source: /^[a-z][a-z0-9+.-]*:\/\//i.test(source) ? source : resolve(source), format };
+      for (let index = 0; index < options.length; index += 2) {
+        const field = OPTIONS[options[index]!];
+        const value = options[index + 1];
+        if (!field || value === undefined) {
+          throw usageError(`unknown option or missing value: ${options[index]}; options are ${Object.keys(OPTIONS).join(', ')}`);
+        }
+        if (field === 'zone' || field === 'category') {
+          feed[field] = value;
+        } else {
+          if (!/^[0-9]+$/.test(value)) {
+            throw usageError(`${options[index]} takes a whole number, got ${value}`);
+          }
+          (feed as Record<string, number>)[field] = Number(value);
+        }
+      }
+      const { feeds: added } = await client.call({ feedAdd: { feed } });
+      const info = added!.feeds![0]!;
+      context.stdout(formatDetail(info));
+      return info.lastErrorCode ? EXIT_FAILURE : EXIT_SUCCESS;
+    }
+    case 'remove': {
+      if (rest.length !== 1) {
+        throw usageError('use: cdrctl feeds remove ID');
+      }
+      await client.call({ feedRemove: { id: rest[0] } });
+      context.stdout(`feed ${rest[0]} removed\n`);
+      return EXIT_SUCCESS;
+    }
+    case 'refresh': {
+      if (rest.length > 1) {
+        throw usageError('use: cdrctl feeds refresh [ID]');
+      }
+      const { feeds: refreshed } = await client.call({ feedRefresh: { id: rest[0] ?? '' } });
+      context.stdout(formatTable(refreshed?.feeds ?? []));
+      return (refreshed?.feeds ?? []).some((info) => info.lastErrorCode) ? EXIT_FAILURE : EXIT_SUCCESS;
+    }
+    case 'status': {
+      if (rest.length !== 1) {
+        throw usageError('use: cdrctl feeds status ID');
+      }
+      const { feeds: status } = await client.call({ feedStatus: { id: rest[0] } });
+      context.stdout(formatDetail(status!.feeds![0]!));
+      return EXIT_SUCCESS;
+    }
+    case 'export': {
+      const [format, file] = rest;
+      if (!format || !file || rest.length !== 2) {
+        throw usageError('use: cdrctl feeds export rbldnsd|jsonl FILE');
+      }
+      const { export: written } = await client.call({ export: { format, path: resolve(file) } });
+      context.stdout(`${written!.entries} entries, ${written!.bytes} bytes written to ${written!.path}\n`);
+      return EXIT_SUCCESS;
+    }
+    case 'dnsbl': {
+      const { dnsblStatus } = await client.call({ dnsblStatus: {} });
+      const lines = ['ZONE\tMADE\tSAVED\tBUDGET\tERRORS'];
+      for (const list of dnsblStatus?.lists ?? []) {
+        const budget = Number(list.dailyBudget) > 0 ? `${list.budgetUsed}/${list.dailyBudget}` : `${list.budgetUsed}/unlimited`;
+        lines.push(`${list.zone}\t${list.queriesMade}\t${list.queriesSaved}\t${budget}\t${list.errors}`);
+      }
+      context.stdout(`${lines.join('\n')}\n`);
+      return EXIT_SUCCESS;
+    }
+    default:
+      throw usageError('use: cdrctl feeds list|add|remove|refresh|status|export|dnsbl');
+  }
+}
+
+function age(ms: number | Long | null | undefined): string {
+  const value = Number(ms ?? 0);
+  if (value === 0) {
+    return 'never';
+  }
+  const seconds = Math.max(0, Math.round((Date.now() - value) / 1000));
+  if (seconds < 120) {
+    return `${seconds}s`;
+  }
+  return seconds < 7200 ? `${Math.round(seconds / 60)}m` : `${Math.round(seconds / 3600)}h`;
+}
+
+type Long = { toNumber(): number };
+
+function formatTable(feeds: impcdr.v1.IFeedInfo[]): string {
+  const lines = ['ID\tFORMAT\tVERSION\tENTRIES\tAGE\tLAST SUCCESS\tLAST ERROR'];
+  for (const info of feeds) {
+    lines.push(
+      [
+        info.definition?.id,
+        info.definition?.format,
+        info.version,
+        info.entries,
+        age(info.importedMs),
+        age(info.lastSuccessMs),
+        info.lastErrorCode ? `${info.lastErrorCode}: ${info.lastError}` : '-',
+      ].join('\t'),
+    );
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+function formatDetail(info: impcdr.v1.IFeedInfo): string {
+  const definition = info.definition ?? {};
+  const lines = [
+    `id:            ${definition.id}`,
+    `source:        ${definition.source}`,
+    `format:        ${definition.format}`,
+    `zone:          ${definition.zone || '-'}`,
+    `category:      ${definition.category}`,
+    `refresh:       ${Number(definition.refreshSeconds) === 0 ? 'manual' : `${definition.refreshSeconds}s`}`,
+    `version:       ${info.version}${Number(info.version) > 0 ? `, imported ${age(info.importedMs)} ago` : ''}`,
+    `entries:       ${info.entries} (${info.exclusions} exclusions), ${info.bytes} bytes, ${info.encoding || '-'}`,
+    `bad lines:     ${info.badLines}`,
+    ...(info.lineErrors ?? []).map((lineError) => `  ${definition.source}:${lineError.line}: ${lineError.reason}`),
+    `last success:  ${age(info.lastSuccessMs)}`,
+    `last error:    ${info.lastErrorCode ? `${info.lastErrorCode}: ${info.lastError}` : '-'}`,
+  ];
+  return `${lines.join('\n')}\n`;
+}
