@@ -123,6 +123,14 @@ test('policy set validates before it applies', async (t) => {
     t.regex(applied.stdout, /policy version 2 is in force/);
     const lookup = JSON.parse((await cdrctl(node, ['lookup', '--json', 'ip', '192.0.2.1'])).stdout) as { policyVersion: number };
     t.is(lookup.policyVersion, 2);
+
+    // The output of `policy show`, header line included, can be edited and applied as it is.
+    const roundTrip = join(node.dir, 'round-trip.yaml');
+    writeFileSync(roundTrip, (await cdrctl(node, ['policy', 'show'])).stdout.replace('version: 2', 'version: 3'));
+    t.is((await cdrctl(node, ['policy', 'set', roundTrip])).code, 0);
+    const shownAgain = (await cdrctl(node, ['policy', 'show'])).stdout;
+    t.regex(shownAgain, /^# version 3,/);
+    t.is(shownAgain.match(/^# version \d+, applied/gm)?.length, 1);
   } finally {
     await node.stop();
     removeNode(node);

@@ -6,6 +6,7 @@ import { ImpProtocolClient } from '../modules/protocol/client.js';
 import { kindToWire, verdictFromWire } from '../modules/protocol/constants.js';
 import { ControlClient } from '../modules/protocol/control-client.js';
 import type { impcdr } from '../modules/protocol/generated/messages.js';
+import { createSelfSignedCertificate } from '../services/repository/tls-material.js';
 import { cdrctl, connectReady, enroll, removeNode, restartNode, startNode, type ClientBundle, type TestNode } from './helpers/node.js';
 import { CuttableProxy } from './helpers/proxy.js';
 
@@ -332,17 +333,16 @@ test.serial('policy replicates, later write wins', async (t) => {
 test.serial('peer with the wrong certificate gets nothing', async (t) => {
   const a = await startNode();
   const b = await startNode();
-  const stranger = await startNode();
   try {
     const identityA = (await control(a, (client) => client.call({ identity: {} }))).identity!;
     const identityB = (await control(b, (client) => client.call({ identity: {} }))).identity!;
-    const identityStranger = (await control(stranger, (client) => client.call({ identity: {} }))).identity!;
-    // B pins the stranger's certificate instead of A's, so A's pulls are refused.
+    // B pins a certificate issued to A's node id but with another key, so A's pulls are refused.
+    const impostor = await createSelfSignedCertificate(identityA.nodeId!, 1);
     await control(a, (client) =>
       client.call({ peerSet: { peer: { nodeId: identityB.nodeId, host: '127.0.0.1', replicationPort: b.replicationPort, certificatePem: identityB.certificatePem } } }),
     );
     await control(b, (client) =>
-      client.call({ peerSet: { peer: { nodeId: identityA.nodeId, host: '127.0.0.1', replicationPort: a.replicationPort, certificatePem: identityStranger.certificatePem } } }),
+      client.call({ peerSet: { peer: { nodeId: identityA.nodeId, host: '127.0.0.1', replicationPort: a.replicationPort, certificatePem: impostor.certificatePem } } }),
     );
 
     const imp = await enroll(b, 'imp-r9');
@@ -359,7 +359,7 @@ test.serial('peer with the wrong certificate gets nothing', async (t) => {
     await clientA.close();
     await clientB.close();
   } finally {
-    for (const node of [a, b, stranger]) {
+    for (const node of [a, b]) {
       await node.stop();
       removeNode(node);
     }

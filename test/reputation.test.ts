@@ -252,9 +252,9 @@ test('spam two half-lives old counts a quarter', (t) => {
 test('spam ten half-lives old is insufficient', (t) => {
   const result = reputationOf([bucketAged(10 * HALF_LIFE_SECONDS, SPAM_100)]);
 
-  // 100 / 1024 decayed messages, below minMessages.
+  // 100 / 1024 = 0.098 decayed messages, below minMessages and shown rounded down.
   t.is(result.verdict, 'neutral');
-  t.is(result.reasons[0], 'insufficient data: 0.1 decayed messages, policy needs 5');
+  t.is(result.reasons[0], 'insufficient data: 0.0 decayed messages, policy needs 5');
   t.is(result.counters.spam, 100);
 });
 

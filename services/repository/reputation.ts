@@ -167,6 +167,7 @@ function signalRatios(decayed: CounterValues): { signal: PolicySignal; ratio: nu
   return ratios.filter(({ signal }) => POLICY_SIGNALS.includes(signal));
 }
 
+/** Formats a decayed count with one decimal, rounded down, so that a count below a limit never prints as the limit. */
 function formatNumber(value: number): string {
-  return Number.isInteger(value) ? String(value) : value.toFixed(1);
+  return Number.isInteger(value) ? String(value) : (Math.floor(value * 10) / 10).toFixed(1);
 }

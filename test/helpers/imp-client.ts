@@ -26,7 +26,7 @@ export async function startSiblingNode(first: TestNode, port = 0): Promise<TestN
   for (const file of ['ca.pem', 'ca.key', 'server.pem', 'server.key']) {
     copyFileSync(join(first.dir, 'tls', file), join(dir, 'tls', file));
   }
-  writeFileSync(join(dir, 'cdr.yaml'), ['paths:', '  state: .', '  run: run', 'imp:', '  host: 127.0.0.1', `  port: ${port}`, 'replication:', '  port: 0', 'log:', '  level: info', ''].join('\n'));
+  writeFileSync(join(dir, 'cdr.yaml'), ['paths:', '  state: .', '  run: run', 'imp:', '  host: 127.0.0.1', `  port: ${port}`, 'replication:', '  port: 0', 'dns:', '  port: 0', 'log:', '  level: info', ''].join('\n'));
   return startNode({ dir });
 }
 

@@ -33,7 +33,9 @@ async function policy(context: CommandContext, client: ControlClient, args: stri
     } catch (error) {
       throw new CdrError('ERR_CLI_USAGE', `cannot read ${file}: ${(error as Error).message}`, { cause: error });
     }
-    const { policy: document } = await client.call({ policySet: { yaml: text, sourceName: file } });
+    // `policy show` starts with a header line naming the version in force; it is not part of the policy.
+    const yaml = text.replace(/^# version \d+, applied \S+\n/, '');
+    const { policy: document } = await client.call({ policySet: { yaml, sourceName: file } });
     context.stdout(`policy version ${document!.version} is in force\n`);
     return EXIT_SUCCESS;
   }

@@ -168,6 +168,10 @@ export class ReplicationPuller {
 
   #request(body: Omit<impcdr.v1.IReplicationRequest, 'requestId'>): Promise<impcdr.v1.ReplicationResponse> {
     const requestId = this.#nextRequestId++;
+    // A socket the peer closed already emitted 'close', so a request written to it would wait for the timeout.
+    if (!this.#socket || this.#socket.destroyed || !this.#socket.writable) {
+      return Promise.reject(new CdrError('ERR_REPLICATION_LINK', 'replication connection closed'));
+    }
     return new Promise((resolveRequest, rejectRequest) => {
       const timer = setTimeout(() => {
         this.#pending.delete(requestId);
