@@ -161,6 +161,7 @@ test.serial('counter64 maximum through snmpd', async (t) => {
       read: async () => ({
         status: { nodeId: 'node-counter64', state: 'open', traffic: { observations: (2n ** 64n - 1n) as unknown as number, lookups: (2n ** 63n) as unknown as number } },
         pair: { replicationState: 'unpaired' },
+        feeds: [],
       }),
     },
   });

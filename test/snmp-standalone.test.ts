@@ -276,6 +276,7 @@ function fixedSource(observations: bigint, lookups: bigint): StatusSource {
         clients: [],
       },
       pair: { replicationState: 'unpaired' },
+      feeds: [],
     }),
   };
 }
@@ -355,6 +356,7 @@ function replicationSource(states: string[]): StatusSource {
           backlog: 42,
           peer: { nodeId: 'node-b', host: '127.0.0.1', replicationPort: 7301 },
         },
+        feeds: [],
       };
     },
   };

@@ -185,7 +185,7 @@ export class StandaloneAgent {
 
   /** Sends `notification` to every trap target; failures are logged, not thrown. */
   async notify(notification: PendingNotification, snapshot: RepositorySnapshot, previousVersion: string): Promise<void> {
-    const varbinds = notification.objects.map((name) => this.#model.varbind(name, snapshot, 'ber'));
+    const varbinds = this.#model.notificationVarbinds(notification, snapshot, 'ber');
     if (notification.name === 'impCdrFirmwareApplied' || notification.name === 'impCdrFirmwareRolledBack') {
       varbinds.push({ oid: `${this.#model.oids.object('firmware', 1)}.0`, type: snmp.ObjectType.OctetString, value: previousVersion });
     }
