@@ -204,7 +204,7 @@ test.serial('feed table matches cdrctl feeds', async (t) => {
 });
 
 test.serial('failed feed sends impCdrFeedStale', async (t) => {
-  // The feed reads the shared file in place through a link that the test can remove.
+  // The feed reads edrop.txt in place through a link that the test can remove.
   const link = join(node.dir, 'edrop-link.txt');
   symlinkSync(SPAMHAUS_EDROP, link);
   const added = await cdrctl(node, ['feeds', 'add', 'edrop', link, 'iplist']);

@@ -119,7 +119,7 @@ test('detector notification sequences', (t) => {
 const HOUR_MS = 3_600_000;
 const AT_MS = Date.UTC(2026, 11, 4, 21, 0, 0);
 
-/** A feed with refresh 3600 s whose last refresh started and succeeded `ageMs` before AT_MS. */
+/** Builds a feed with refresh 3600 s whose last refresh started and succeeded `ageMs` before AT_MS. */
 function feedInfo(overrides: { id?: string; ageMs?: number; refreshSeconds?: number; lastAttemptMs?: number; lastSuccessMs?: number; lastErrorCode?: string }) {
   const { id = 'drop', ageMs = 0, refreshSeconds = 3600, lastErrorCode = '' } = overrides;
   const lastSuccessMs = overrides.lastSuccessMs ?? AT_MS - ageMs;

@@ -17,9 +17,9 @@ export interface FeedRow {
   state: FeedStateName;
   /** Entries in the version in force. */
   entries: number;
-  /** Time of the last successful refresh, in milliseconds since the epoch; 0 when none succeeded. */
+  /** Start of the last successful refresh, in milliseconds since the epoch, or 0 when none succeeded. */
   lastSuccessMs: number;
-  /** Whole seconds from the last successful refresh to `atMs`; 0 when none succeeded. */
+  /** Whole seconds from the last successful refresh to the poll, or 0 when none succeeded. */
   ageSeconds: number;
 }
 
@@ -33,9 +33,9 @@ export interface FeedRow {
  * - stale: the last refresh succeeded, but more than `refresh_seconds` whole seconds ago.
  *
  * A refresh in flight is judged by the age at which it started. The repository starts each refresh
- * one interval after the previous one started, so a fetch that takes a few seconds does not make the
- * feed stale while it runs; the feed's `timeout_ms` bounds the fetch. The repository has no disabled
- * feeds, so disabled(5) is never returned.
+ * one interval after the previous one started, so a fetch of a few seconds does not make the feed
+ * stale while it runs. The feed's `timeout_ms` bounds the fetch. The repository has no disabled feeds,
+ * so disabled(5) is never returned.
  */
 export function feedState(feed: impcdr.v1.IFeedInfo, atMs: number): FeedStateName {
   const lastAttemptMs = Number(feed.lastAttemptMs ?? 0);

@@ -8,7 +8,7 @@ import { feedState } from './feed-state.js';
 import type { NotificationName } from './oids.js';
 import type { RepositorySnapshot } from './snapshot.js';
 
-/** A notification to send and the scalars (by MIB name) that go with it, in MIB OBJECTS order. */
+/** A notification to send and the objects (by MIB name) that go with it, in MIB OBJECTS order. */
 export interface PendingNotification {
   name: NotificationName;
   objects: string[];

@@ -42,7 +42,7 @@ export const EMPTY_SNAPSHOT: RepositorySnapshot = Object.freeze({
   errorCode: undefined,
 });
 
-/** What one poll reads from the repository. */
+/** Status, pair status and feed list as one poll reads them from the repository. */
 export interface RepositoryRead {
   status: impcdr.v1.IStatus;
   pair: impcdr.v1.IPairStatus;

@@ -198,9 +198,9 @@ export class StandaloneAgent {
             session.trap(oid, varbinds, (error: Error | null) => {
               const target = this.#settings.standalone.trapTargets[position]!;
               if (error) {
-                this.#log.warn({ err: error, notification: notification.name, target: `${target.host}:${target.port}`, code: 'ERR_SNMP_NOTIFY_FAILED' }, 'trap not sent');
+                this.#log.warn({ err: error, notification: notification.name, feed: notification.feed, target: `${target.host}:${target.port}`, code: 'ERR_SNMP_NOTIFY_FAILED' }, 'trap not sent');
               } else {
-                this.#log.info({ notification: notification.name, target: `${target.host}:${target.port}` }, 'trap sent');
+                this.#log.info({ notification: notification.name, feed: notification.feed, target: `${target.host}:${target.port}` }, 'trap sent');
               }
               resolveSent();
             });
