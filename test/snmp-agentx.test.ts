@@ -4,6 +4,8 @@
  * real snmptrapd. Everything listens on 127.0.0.1.
  */
 
+import { join } from 'node:path';
+
 import test from 'ava';
 
 import type { ImpProtocolClient } from '../modules/protocol/client.js';
@@ -11,11 +13,24 @@ import { parseConfig } from '../services/common/config.js';
 import { createLogger } from '../services/common/logger.js';
 import { SnmpService } from '../services/snmp/service.js';
 import { resolveSnmpSettings } from '../services/snmp/settings.js';
-import { cdrctl, connectReady, enroll, removeNode, startNode, type TestNode } from './helpers/node.js';
-import { netSnmp, removePeer, startSnmpAgent, startSnmpd, startSnmptrapd, v3Args, type Peer, type Snmpd, type Snmptrapd } from './helpers/snmp.js';
+import { cdrctl, connectReady, enroll, removeNode, SHARED_DATA, startNode, type TestNode } from './helpers/node.js';
+import {
+  dateAndTimeText,
+  feedLastSuccessMs,
+  netSnmp,
+  removePeer,
+  startSnmpAgent,
+  startSnmpd,
+  startSnmptrapd,
+  v3Args,
+  type Peer,
+  type Snmpd,
+  type Snmptrapd,
+} from './helpers/snmp.js';
 
 const ROOT_OID = '1.3.6.1.4.1.32473';
 const POLL_INTERVAL_MS = 200;
+const SPAMHAUS_DROP = join(SHARED_DATA, 'ip', 'spamhaus-drop', 'secops-mirror', 'drop.txt');
 
 let node: TestNode;
 let snmpd: Snmpd;
@@ -51,6 +66,10 @@ test.before(async () => {
   });
   agent = await startSnmpAgent(node.configPath, node.dir);
   client = await connectReady(node, await enroll(node, 'imp-agentx-1'), 'imp-agentx-1');
+  const added = await cdrctl(node, ['feeds', 'add', 'drop', SPAMHAUS_DROP, 'iplist']);
+  if (added.code !== 0) {
+    throw new Error(`cdrctl feeds add failed: ${added.stdout}${added.stderr}`);
+  }
   await sleep(POLL_INTERVAL_MS * 3);
 });
 
@@ -80,9 +99,10 @@ test.serial('walk through snmpd matches status', async (t) => {
   // DateAndTime goes through AgentX as 11 binary octets; snmpd hands them on unchanged.
   t.regex(walk.stdout, /IMP-CDR-MIB::impCdrNodeLastPoll\.0 = STRING: \d{4}-\d{1,2}-\d{1,2},\d{1,2}:\d{1,2}:\d{1,2}\.\d,\+0:0\n/);
   t.regex(walk.stdout, /IMP-CDR-MIB::impCdrPeerLastContact\.0 = STRING: 0-0-0,0:0:0\.0\n/);
+  t.regex(walk.stdout, /IMP-CDR-MIB::impCdrFeedCount\.0 = Gauge32: 1\n/);
   const lines = walk.stdout.trim().split('\n');
-  // 37 scalars and one client row of 8 columns.
-  t.is(lines.length, 37 + 8);
+  // 37 scalars, one client row of 8 columns and one feed row of 5.
+  t.is(lines.length, 37 + 8 + 5);
 });
 
 test.serial('snmptable through snmpd', async (t) => {
@@ -93,9 +113,24 @@ test.serial('snmptable through snmpd', async (t) => {
   t.is(cells[1], 'cluster-test');
   t.regex(cells[5]!, /^\d{4}-\d{1,2}-\d{1,2},/);
 
-  const feeds = await netSnmp('snmptable', [...v3Args(), target, 'IMP-CDR-MIB::impCdrFeedTable']);
+  const listed = await cdrctl(node, ['feeds', 'list']);
+  t.is(listed.code, 0, listed.stderr);
+  const listedCells = listed.stdout.trim().split('\n')[1]!.split('\t');
+  t.is(listedCells[0], 'drop');
+  t.is(listedCells[3], '989');
+
+  const feeds = await netSnmp('snmptable', [...v3Args(), '-OU', '-Cf', '|', '-CH', target, 'IMP-CDR-MIB::impCdrFeedTable']);
   t.is(feeds.code, 0, feeds.stderr);
-  t.regex(feeds.stdout, /impCdrFeedTable: No entries/);
+  const feedCells = feeds.stdout.trim().split('|');
+  t.is(feedCells.length, 5, feeds.stdout);
+  t.is(feedCells[0], listedCells[0]);
+  t.is(feedCells[1], 'ok');
+  t.is(feedCells[2], listedCells[3]);
+  // DateAndTime goes through AgentX as binary octets, like impCdrNodeLastPoll.
+  const lastSuccessMs = await feedLastSuccessMs(node, 'drop');
+  t.is(feedCells[3], dateAndTimeText(lastSuccessMs));
+  const age = Number(feedCells[4]);
+  t.true(age >= 0 && age <= Math.ceil((Date.now() - lastSuccessMs) / 1000), `age ${feedCells[4]} s`);
 });
 
 test.serial('snmpd serves its own MIB-II', async (t) => {
@@ -109,7 +144,7 @@ test.serial('bulkwalk through snmpd', async (t) => {
   const walk = await netSnmp('snmpbulkwalk', [...v3Args(), '-Cr25', '-On', target, ROOT_OID]);
   t.is(walk.code, 0, walk.stderr);
   const lines = walk.stdout.trim().split('\n');
-  t.is(lines.length, 37 + 8, walk.stdout);
+  t.is(lines.length, 37 + 8 + 5, walk.stdout);
   t.is(lines[0]!.split(' = ')[0], `.${ROOT_OID}.1.1.1.0`);
   t.is(lines.at(-1)!.split(' = ')[0], `.${ROOT_OID}.1.7.3.0`);
 });
@@ -161,6 +196,7 @@ test.serial('counter64 maximum through snmpd', async (t) => {
       read: async () => ({
         status: { nodeId: 'node-counter64', state: 'open', traffic: { observations: (2n ** 64n - 1n) as unknown as number, lookups: (2n ** 63n) as unknown as number } },
         pair: { replicationState: 'unpaired' },
+        feeds: [],
       }),
     },
   });

@@ -3,7 +3,7 @@
  * traps to a real snmptrapd, all on 127.0.0.1.
  */
 
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import test from 'ava';
@@ -17,6 +17,8 @@ import { resolveSnmpSettings } from '../services/snmp/settings.js';
 import type { StatusSource } from '../services/snmp/snapshot.js';
 import { cdrctl, connectReady, enroll, removeNode, SHARED_DATA, startNode, type TestNode } from './helpers/node.js';
 import {
+  dateAndTimeText,
+  feedLastSuccessMs,
   freeUdpPort,
   netSnmp,
   NOC_USER,
@@ -31,6 +33,8 @@ import {
 } from './helpers/snmp.js';
 
 const DISPOSABLE_DOMAINS = join(SHARED_DATA, 'domains', 'disposable-email-domains', 'disposable_email_blocklist.conf');
+const SPAMHAUS_DROP = join(SHARED_DATA, 'ip', 'spamhaus-drop', 'secops-mirror', 'drop.txt');
+const SPAMHAUS_EDROP = join(SHARED_DATA, 'ip', 'spamhaus-drop', 'secops-mirror', 'edrop.txt');
 const ROOT_OID = '1.3.6.1.4.1.32473';
 const POLL_INTERVAL_MS = 200;
 
@@ -71,6 +75,16 @@ async function getValue(name: string, extra: string[] = []): Promise<string> {
   return result.stdout.trim();
 }
 
+/** Rows of `cdrctl feeds list` as ID to ENTRIES. */
+async function listedFeedEntries(): Promise<Map<string, string>> {
+  const result = await cdrctl(node, ['feeds', 'list']);
+  if (result.code !== 0) {
+    throw new Error(`cdrctl feeds list failed: ${result.stderr}`);
+  }
+  const rows = result.stdout.trim().split('\n').slice(1).map((line) => line.split('\t'));
+  return new Map(rows.map((cells) => [cells[0]!, cells[3]!]));
+}
+
 test.before(async () => {
   trapd = await startSnmptrapd();
   agentPort = await freeUdpPort();
@@ -88,6 +102,10 @@ test.before(async () => {
     },
   });
   await client.request({ lookup: { keys: domains.slice(0, 10).map((key) => ({ kind: kindToWire('domain'), key })) } });
+  const added = await cdrctl(node, ['feeds', 'add', 'drop', SPAMHAUS_DROP, 'iplist']);
+  if (added.code !== 0) {
+    throw new Error(`cdrctl feeds add failed: ${added.stdout}${added.stderr}`);
+  }
   // Three poll intervals: the agent has read the status after the traffic above.
   await sleep(POLL_INTERVAL_MS * 3);
 });
@@ -163,10 +181,60 @@ test.serial('snmptable prints clients table', async (t) => {
   t.is(cells[7], '10');
 });
 
-test.serial('snmptable prints empty feeds table', async (t) => {
-  const result = await netSnmp('snmptable', [...v3Args(), target, 'IMP-CDR-MIB::impCdrFeedTable']);
+test.serial('feed table matches cdrctl feeds', async (t) => {
+  const listed = await listedFeedEntries();
+  t.deepEqual([...listed.keys()], ['drop']);
+  // drop.txt lists one network per line, 989 lines.
+  t.is(listed.get('drop'), '989');
+  const lastSuccessMs = await feedLastSuccessMs(node, 'drop');
+
+  const result = await netSnmp('snmptable', [...v3Args(), '-OU', '-Cf', '|', '-CH', target, 'IMP-CDR-MIB::impCdrFeedTable']);
   t.is(result.code, 0, result.stderr);
-  t.regex(result.stdout, /impCdrFeedTable: No entries/);
+  const rows = result.stdout.trim().split('\n');
+  t.is(rows.length, 1, result.stdout);
+  const [name, state, entries, lastSuccess, age] = rows[0]!.split('|');
+  t.is(name, 'drop');
+  t.is(state, 'ok');
+  t.is(entries, '989');
+  t.is(lastSuccess, dateAndTimeText(lastSuccessMs));
+  t.true(Number(age) >= 0 && Number(age) <= Math.ceil((Date.now() - lastSuccessMs) / 1000), `age ${age} s`);
+
+  t.is(await getValue('IMP-CDR-MIB::impCdrFeedCount.0'), String(listed.size));
+  t.is(await getValue('IMP-CDR-MIB::impCdrFeedName.1'), 'drop');
+});
+
+test.serial('failed feed sends impCdrFeedStale', async (t) => {
+  // The feed reads edrop.txt in place through a link that the test can remove.
+  const link = join(node.dir, 'edrop-link.txt');
+  symlinkSync(SPAMHAUS_EDROP, link);
+  const added = await cdrctl(node, ['feeds', 'add', 'edrop', link, 'iplist']);
+  t.is(added.code, 0, added.stdout + added.stderr);
+  const listed = await listedFeedEntries();
+  t.is(listed.get('edrop'), '322');
+  const lastSuccessMs = await feedLastSuccessMs(node, 'edrop');
+  await sleep(POLL_INTERVAL_MS * 3);
+  t.is(await getValue('IMP-CDR-MIB::impCdrFeedCount.0'), '2');
+  t.is(await getValue('IMP-CDR-MIB::impCdrFeedState.2'), 'ok');
+  t.false(trapd.output.some((line) => line.includes('impCdrFeedStale')));
+
+  unlinkSync(link);
+  const refreshed = await cdrctl(node, ['feeds', 'refresh', 'edrop']);
+  t.is(refreshed.code, 1);
+  t.regex(refreshed.stdout, /ERR_FEED_FETCH: cannot open .*edrop-link\.txt: ENOENT/);
+
+  const trap = await trapd.waitFor('impCdrFeedStale');
+  t.regex(trap, /impCdrFeedName\.2 = STRING: edrop/);
+  t.regex(trap, /impCdrFeedState\.2 = INTEGER: failed\(4\)/);
+  t.true(trap.includes(`impCdrFeedLastSuccess.2 = STRING: ${dateAndTimeText(lastSuccessMs)}`), trap);
+  const age = Number(/impCdrFeedAge\.2 = Gauge32: (\d+)/.exec(trap)?.[1]);
+  t.true(age >= 0 && age <= Math.ceil((Date.now() - lastSuccessMs) / 1000), `age ${age} s`);
+
+  // The version in force stays, and the state does not send the notification again.
+  await sleep(POLL_INTERVAL_MS * 3);
+  t.is(await getValue('IMP-CDR-MIB::impCdrFeedState.2'), 'failed');
+  t.is(await getValue('IMP-CDR-MIB::impCdrFeedEntries.2'), '322');
+  t.is(await getValue('IMP-CDR-MIB::impCdrFeedState.1'), 'ok');
+  t.is(trapd.output.filter((line) => line.includes('impCdrFeedStale')).length, 1);
 });
 
 test.serial('missing oids return noSuch values', async (t) => {
@@ -213,8 +281,8 @@ test.serial('bulkwalk returns whole subtree', async (t) => {
   // The subtree is the end of this agent's MIB, so the last response pads the remaining repetitions
   // with endOfMibView (RFC 3416 section 4.2.3), which snmpbulkwalk prints.
   const values = lines.filter((line) => !line.includes('No more variables left in this MIB View'));
-  // 37 scalars plus one client row of 8 readable columns; the feed table has no rows.
-  t.is(values.length, 37 + 8, result.stdout);
+  // 37 scalars, one client row of 8 readable columns and two feed rows of 5.
+  t.is(values.length, 37 + 8 + 2 * 5, result.stdout);
   t.true(values.every((line) => line.startsWith(`.${ROOT_OID}.1.`)));
   t.is(values.at(-1)!.split(' = ')[0], `.${ROOT_OID}.1.7.3.0`);
 });
@@ -250,10 +318,9 @@ test.serial('set rejected as not writable', async (t) => {
 test.serial('repository down reports unreachable', async (t) => {
   const nodeId = await getValue('IMP-CDR-MIB::impCdrNodeId.0');
   await node.stop();
-  const trap = await trapd.waitFor('impCdrNodeStateChanged');
-  t.truthy(trap);
-  const trapLine = trapd.output.slice(trapd.output.findIndex((line) => line.includes('impCdrNodeStateChanged'))).join('\n');
-  t.regex(trapLine, /impCdrNodeState\.0 = INTEGER: unreachable\(1\)/);
+  // A poll may first see the repository in closing(5), which sends its own impCdrNodeStateChanged.
+  const trapLine = await trapd.waitFor('impCdrNodeState.0 = INTEGER: unreachable(1)');
+  t.regex(trapLine, /impCdrNodeStateChanged/);
   t.regex(trapLine, new RegExp(`impCdrNodeId\\.0 = STRING: ${nodeId}`));
 
   t.is(await getValue('IMP-CDR-MIB::impCdrNodeState.0'), 'unreachable');
@@ -276,6 +343,7 @@ function fixedSource(observations: bigint, lookups: bigint): StatusSource {
         clients: [],
       },
       pair: { replicationState: 'unpaired' },
+      feeds: [],
     }),
   };
 }
@@ -355,6 +423,7 @@ function replicationSource(states: string[]): StatusSource {
           backlog: 42,
           peer: { nodeId: 'node-b', host: '127.0.0.1', replicationPort: 7301 },
         },
+        feeds: [],
       };
     },
   };
@@ -379,6 +448,44 @@ test.serial('peer lost and regained traps', async (t) => {
     t.regex(regained, /impCdrPeerState\.0 = INTEGER: syncing\(4\)/);
     t.regex(regained, /impCdrPeerBacklog\.0 = Gauge32: 42/);
     t.is(trapd.output.filter((line) => line.includes('impCdrPeerLost')).length, 1);
+  } finally {
+    await service.stop();
+  }
+});
+
+test.serial('stale feed trap pins values', async (t) => {
+  const port = await freeUdpPort();
+  const text = ['paths:', '  state: .', '  run: run', snmpConfig(port, trapd.port)].join('\n');
+  const config = parseConfig(text, join(node.dir, 'stale.yaml'));
+  // The repository refreshes its feeds on time, so a feed whose last success is two hours old with a
+  // refresh of one hour comes from a fixed source. The 900 ms margin keeps the age at the first poll,
+  // which runs at once, at exactly 7200 s.
+  const lastSuccessMs = Date.now() - 7_200_900;
+  const feed = { definition: { id: 'drop-mirror', refreshSeconds: 3600 }, entries: 989, lastAttemptMs: lastSuccessMs, lastSuccessMs };
+  const service = new SnmpService(config, resolveSnmpSettings(config.snmp), createLogger('snmp-test', 'silent'), {
+    source: {
+      read: async () => ({
+        status: { nodeId: 'node-feeds', softwareVersion: '0.1.0', state: 'open', objects: {}, traffic: {}, clients: [] },
+        pair: { replicationState: 'unpaired' },
+        feeds: [feed],
+      }),
+    },
+  });
+  await service.start();
+  try {
+    const trap = await trapd.waitFor('STRING: drop-mirror');
+    t.regex(trap, /snmpTrapOID\.0 = OID: IMP-CDR-MIB::impCdrFeedStale\t/);
+    t.regex(trap, /impCdrFeedName\.1 = STRING: drop-mirror\t/);
+    t.regex(trap, /impCdrFeedState\.1 = INTEGER: stale\(3\)\t/);
+    t.true(trap.includes(`impCdrFeedLastSuccess.1 = STRING: ${dateAndTimeText(lastSuccessMs)}\t`), trap);
+    t.regex(trap, /impCdrFeedAge\.1 = Gauge32: 7200 seconds$/);
+
+    const at = `udp:127.0.0.1:${port}`;
+    const state = await netSnmp('snmpget', [...v3Args(), '-Oqv', at, 'IMP-CDR-MIB::impCdrFeedState.1', 'IMP-CDR-MIB::impCdrFeedEntries.1', 'IMP-CDR-MIB::impCdrFeedCount.0']);
+    t.deepEqual(state.stdout.trim().split('\n'), ['stale', '989', '1']);
+
+    await sleep(POLL_INTERVAL_MS * 3);
+    t.is(trapd.output.filter((line) => line.includes('STRING: drop-mirror')).length, 1);
   } finally {
     await service.stop();
   }

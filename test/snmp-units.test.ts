@@ -9,6 +9,7 @@ import { parseConfig } from '../services/common/config.js';
 import { reconnectDelayMs } from '../services/snmp/agentx-subagent.js';
 import { COUNTER64_MAX, encodeCounter64Ber, toCounter64 } from '../services/snmp/counter64.js';
 import { DATE_AND_TIME_NEVER, encodeDateAndTime } from '../services/snmp/date-and-time.js';
+import { feedRow, feedState, type FeedStateName } from '../services/snmp/feed-state.js';
 import { compareVersions, NotificationDetector } from '../services/snmp/notifications.js';
 import { resolveSnmpSettings } from '../services/snmp/settings.js';
 import { EMPTY_SNAPSHOT, type RepositorySnapshot } from '../services/snmp/snapshot.js';
@@ -111,6 +112,85 @@ test('detector notification sequences', (t) => {
   for (const { title, steps, expected } of cases) {
     const detector = new NotificationDetector(thresholds);
     const seen = steps.map((step) => detector.next(snapshot(step)).map((notification) => notification.name));
+    t.deepEqual(seen, expected, title);
+  }
+});
+
+const HOUR_MS = 3_600_000;
+const AT_MS = Date.UTC(2026, 11, 4, 21, 0, 0);
+
+/** Builds a feed with refresh 3600 s whose last refresh started and succeeded `ageMs` before AT_MS. */
+function feedInfo(overrides: { id?: string; ageMs?: number; refreshSeconds?: number; lastAttemptMs?: number; lastSuccessMs?: number; lastErrorCode?: string }) {
+  const { id = 'drop', ageMs = 0, refreshSeconds = 3600, lastErrorCode = '' } = overrides;
+  const lastSuccessMs = overrides.lastSuccessMs ?? AT_MS - ageMs;
+  return {
+    definition: { id, refreshSeconds },
+    entries: 1000,
+    lastAttemptMs: overrides.lastAttemptMs ?? lastSuccessMs,
+    lastSuccessMs,
+    lastErrorCode,
+  };
+}
+
+test('feed state rule table', (t) => {
+  const cases: { title: string; feed: Parameters<typeof feedInfo>[0]; expected: FeedStateName }[] = [
+    { title: 'just refreshed', feed: {}, expected: 'ok' },
+    { title: 'age exactly the interval', feed: { ageMs: HOUR_MS }, expected: 'ok' },
+    { title: 'one ms short of a second beyond', feed: { ageMs: HOUR_MS + 999 }, expected: 'ok' },
+    { title: 'one second beyond the interval', feed: { ageMs: HOUR_MS + 1000 }, expected: 'stale' },
+    { title: 'refresh running, started on time', feed: { ageMs: HOUR_MS + 20_000, lastAttemptMs: AT_MS - 20_000 }, expected: 'ok' },
+    { title: 'refresh running, started late', feed: { ageMs: 2 * HOUR_MS, lastAttemptMs: AT_MS - 5000 }, expected: 'stale' },
+    { title: 'last refresh failed', feed: { lastErrorCode: 'ERR_FEED_FETCH' }, expected: 'failed' },
+    { title: 'failed, retry running', feed: { lastErrorCode: 'ERR_FEED_FETCH', lastAttemptMs: AT_MS + 1 }, expected: 'failed' },
+    { title: 'never succeeded, failed', feed: { lastSuccessMs: 0, lastAttemptMs: AT_MS - 1000, lastErrorCode: 'ERR_FEED_NOT_FOUND' }, expected: 'failed' },
+    { title: 'first refresh running', feed: { lastSuccessMs: 0, lastAttemptMs: AT_MS - 1000 }, expected: 'unknown' },
+    { title: 'never attempted', feed: { lastSuccessMs: 0, lastAttemptMs: 0 }, expected: 'unknown' },
+    { title: 'manual refresh, a week old', feed: { refreshSeconds: 0, ageMs: 7 * 24 * HOUR_MS }, expected: 'ok' },
+    { title: 'manual refresh, failed', feed: { refreshSeconds: 0, lastErrorCode: 'ERR_FEED_FORMAT' }, expected: 'failed' },
+  ];
+  for (const { title, feed, expected } of cases) {
+    t.is(feedState(feedInfo(feed), AT_MS), expected, title);
+  }
+});
+
+test('feed row age in whole seconds', (t) => {
+  t.deepEqual(feedRow(feedInfo({ ageMs: 7_200_999 }), AT_MS), { name: 'drop', state: 'stale', entries: 1000, lastSuccessMs: AT_MS - 7_200_999, ageSeconds: 7200 });
+  t.is(feedRow(feedInfo({ lastSuccessMs: 0, lastErrorCode: 'ERR_FEED_FETCH' }), AT_MS).ageSeconds, 0);
+  // A last success after the poll (clocks stepped back) is no negative age.
+  t.is(feedRow(feedInfo({ ageMs: -5000 }), AT_MS).ageSeconds, 0);
+});
+
+test('detector feed stale sequences', (t) => {
+  const thresholds = { replicationLagThresholdMs: 60_000, diskFreeThresholdKiB: 0 };
+  const ok = feedInfo({});
+  const failed = feedInfo({ lastErrorCode: 'ERR_FEED_FETCH' });
+  const stale = feedInfo({ ageMs: 2 * HOUR_MS });
+  const other = feedInfo({ id: 'edrop', lastErrorCode: 'ERR_FEED_FETCH' });
+  const cases: { title: string; steps: Partial<RepositorySnapshot>[]; expected: string[][] }[] = [
+    { title: 'ok stays quiet', steps: [{ feeds: [ok] }, { feeds: [ok] }], expected: [[], []] },
+    {
+      title: 'failed once per crossing',
+      steps: [{ feeds: [ok] }, { feeds: [failed] }, { feeds: [failed] }, { feeds: [stale] }, { feeds: [ok] }, { feeds: [stale] }],
+      expected: [[], ['drop'], [], [], [], ['drop']],
+    },
+    { title: 'already failed at start', steps: [{ feeds: [failed] }, { feeds: [failed] }], expected: [['drop'], []] },
+    { title: 'two feeds fail together', steps: [{ feeds: [ok] }, { feeds: [failed, other] }], expected: [[], ['drop', 'edrop']] },
+    { title: 'removed and added again', steps: [{ feeds: [failed] }, { feeds: [] }, { feeds: [failed] }], expected: [['drop'], [], ['drop']] },
+    {
+      title: 'not judged while unreachable',
+      steps: [{ feeds: [ok] }, { reachable: false, feeds: [failed] }, { feeds: [failed] }],
+      expected: [[], [], ['drop']],
+    },
+  ];
+
+  for (const { title, steps, expected } of cases) {
+    const detector = new NotificationDetector(thresholds);
+    const seen = steps.map((step) =>
+      detector
+        .next(snapshot({ lastSuccessMs: AT_MS, polledMs: AT_MS, ...step }))
+        .filter((notification) => notification.name === 'impCdrFeedStale')
+        .map((notification) => notification.feed),
+    );
     t.deepEqual(seen, expected, title);
   }
 });

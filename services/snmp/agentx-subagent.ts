@@ -94,7 +94,7 @@ export class AgentxSubagent {
     if (this.#state !== 'registered') {
       throw new CdrError('ERR_SNMP_MASTER_UNAVAILABLE', `no AgentX session with ${this.#settings.host}:${this.#settings.port}; ${notification.name} not sent`);
     }
-    const varbinds = notification.objects.map((name) => this.#model.varbind(name, snapshot, 'agentx'));
+    const varbinds = this.#model.notificationVarbinds(notification, snapshot, 'agentx');
     if (notification.name === 'impCdrFirmwareApplied' || notification.name === 'impCdrFirmwareRolledBack') {
       varbinds.push({ oid: `${this.#model.oids.object('firmware', 1)}.0`, type: snmp.ObjectType.OctetString, value: previousVersion });
     }

@@ -8,6 +8,8 @@ import snmp from 'net-snmp';
 
 import { encodeCounter64Ber, toCounter64 } from './counter64.js';
 import { DATE_AND_TIME_NEVER, encodeDateAndTime } from './date-and-time.js';
+import { FEED_STATES, feedRow, type FeedRow } from './feed-state.js';
+import type { PendingNotification } from './notifications.js';
 import { ImpCdrOids, SYSTEM_OIDS } from './oids.js';
 import type { RepositorySnapshot } from './snapshot.js';
 
@@ -140,8 +142,7 @@ function scalarDefinitions(oids: ImpCdrOids): ScalarDefinition[] {
     { name: 'impCdrPeerBacklog', oid: oids.object('peer', 6), type: T.Gauge, read: (s) => gauge(s.pair?.backlog) },
     { name: 'impCdrPeerLagThreshold', oid: oids.object('peer', 7), type: T.Gauge, read: (_, t) => gauge(t.replicationLagThresholdMs) },
 
-    // TODO: fill the feed table and count from the control socket once the repository imports feeds.
-    { name: 'impCdrFeedCount', oid: oids.object('feeds', 1), type: T.Gauge, read: () => 0 },
+    { name: 'impCdrFeedCount', oid: oids.object('feeds', 1), type: T.Gauge, read: (s) => gauge(s.feeds.length) },
 
     // TODO: read anomalies from the control socket once the repository detects them.
     { name: 'impCdrAnomalyCount', oid: oids.object('anomalies', 1), type: T.Counter64, read: () => 0n },
@@ -198,9 +199,22 @@ export interface SystemGroup {
   startedMs: number;
 }
 
+/** One notification varbind as net-snmp takes it. */
+export interface Varbind {
+  oid: string;
+  type: number;
+  value: MibValue;
+}
+
+/** Values of impCdrFeedTable columns 2 to 6 for `row`, in column order. */
+function feedColumnValues(row: FeedRow): MibValue[] {
+  return [text(row.name), enumValue([...FEED_STATES], row.state, 1), gauge(row.entries), encodeDateAndTime(row.lastSuccessMs), gauge(row.ageSeconds)];
+}
+
 /**
  * IMP-CDR-MIB for one enterprise number: registers its providers on a `Mib` and writes snapshots into
- * it. Client rows keep their index while their connection lasts (see `#clientIndexes`).
+ * it. Client rows keep their index while their connection lasts (see `#clientIndexes`); feed rows keep
+ * theirs while the agent runs (see `#feedIndexes`).
  */
 export class ImpCdrMibModel {
   readonly oids: ImpCdrOids;
@@ -209,6 +223,9 @@ export class ImpCdrMibModel {
   /** Row index per connection id; numbers are never reused while the agent runs. */
   readonly #clientIndexes = new Map<string, number>();
   #nextClientIndex = 1;
+  /** Row index per feed id; a feed removed and added again gets its old number back. */
+  readonly #feedIndexes = new Map<string, number>();
+  #nextFeedIndex = 1;
 
   constructor(enterpriseNumber: number, thresholds: ModelThresholds) {
     this.oids = new ImpCdrOids(enterpriseNumber);
@@ -261,10 +278,11 @@ export class ImpCdrMibModel {
       }
     }
     this.#writeClients(mib, snapshot, transport);
+    this.#writeFeeds(mib, snapshot);
   }
 
   /** Value and type of one scalar in `snapshot`, for notification varbinds. */
-  varbind(name: string, snapshot: RepositorySnapshot, transport: Transport): { oid: string; type: number; value: MibValue } {
+  varbind(name: string, snapshot: RepositorySnapshot, transport: Transport): Varbind {
     const scalar = this.#scalars.find((candidate) => candidate.name === name);
     if (!scalar) {
       throw new RangeError(`no scalar named ${name} in IMP-CDR-MIB`);
@@ -275,6 +293,58 @@ export class ImpCdrMibModel {
       type: scalar.type,
       value: scalar.type === snmp.ObjectType.Counter64 && transport === 'ber' ? encodeCounter64Ber(value as bigint) : value,
     };
+  }
+
+  /**
+   * Varbinds of `notification` in OBJECTS order: scalar instances, or the columns of the feed row that
+   * `notification.feed` names.
+   *
+   * @throws RangeError when `notification.feed` is not in `snapshot.feeds`
+   */
+  notificationVarbinds(notification: PendingNotification, snapshot: RepositorySnapshot, transport: Transport): Varbind[] {
+    if (notification.feed === undefined) {
+      return notification.objects.map((name) => this.varbind(name, snapshot, transport));
+    }
+
+    const feed = snapshot.feeds.find((candidate) => candidate.definition?.id === notification.feed);
+    if (!feed) {
+      throw new RangeError(`feed ${notification.feed} is not in the snapshot that raised ${notification.name}`);
+    }
+    const rowIndex = this.#feedIndex(notification.feed);
+    const values = feedColumnValues(feedRow(feed, snapshot.lastSuccessMs));
+    return notification.objects.map((name) => {
+      const column = FEED_COLUMNS.findIndex(([columnName]) => columnName === name);
+      if (column < 1) {
+        throw new RangeError(`no readable column named ${name} in impCdrFeedTable`);
+      }
+      return { oid: this.oids.object('feeds', 2, 1, column + 1, rowIndex), type: FEED_COLUMNS[column]![1], value: values[column - 1]! };
+    });
+  }
+
+  #feedIndex(feedId: string): number {
+    let rowIndex = this.#feedIndexes.get(feedId);
+    if (rowIndex === undefined) {
+      rowIndex = this.#nextFeedIndex++;
+      this.#feedIndexes.set(feedId, rowIndex);
+    }
+    return rowIndex;
+  }
+
+  /** Writes one row per feed of `snapshot` and deletes the rows of feeds it no longer lists. */
+  #writeFeeds(mib: MibLike, snapshot: RepositorySnapshot): void {
+    const current = new Set(snapshot.feeds.map((feed) => feed.definition?.id ?? ''));
+    for (const [feedId, rowIndex] of this.#feedIndexes) {
+      // The index stays with the feed id, so the row of a feed removed earlier is already gone.
+      const rowPresent = mib.lookup(this.oids.object('feeds', 2, 1, 2, rowIndex)) !== null;
+      if (!current.has(feedId) && rowPresent) {
+        mib.deleteTableRow('impCdrFeedTable', [rowIndex]);
+      }
+    }
+
+    for (const feed of snapshot.feeds) {
+      const row = feedRow(feed, snapshot.lastSuccessMs);
+      mib.addTableRow('impCdrFeedTable', [this.#feedIndex(row.name), ...feedColumnValues(row)]);
+    }
   }
 
   #writeClients(mib: MibLike, snapshot: RepositorySnapshot, transport: Transport): void {

@@ -4,13 +4,16 @@
  * went back to the normal side.
  */
 
+import { feedState } from './feed-state.js';
 import type { NotificationName } from './oids.js';
 import type { RepositorySnapshot } from './snapshot.js';
 
-/** A notification to send and the scalars (by MIB name) that go with it, in MIB OBJECTS order. */
+/** A notification to send and the objects (by MIB name) that go with it, in MIB OBJECTS order. */
 export interface PendingNotification {
   name: NotificationName;
   objects: string[];
+  /** Id of the feed whose impCdrFeedTable row supplies `objects`; set for impCdrFeedStale only. */
+  feed?: string;
 }
 
 /** Objects of each notification, as its OBJECTS clause in IMP-CDR-MIB lists them. */
@@ -18,7 +21,7 @@ export const NOTIFICATION_OBJECTS: Record<NotificationName, string[]> = {
   impCdrPeerLost: ['impCdrPeerNodeId', 'impCdrPeerAddress', 'impCdrPeerState', 'impCdrPeerLastContact'],
   impCdrPeerRegained: ['impCdrPeerNodeId', 'impCdrPeerAddress', 'impCdrPeerState', 'impCdrPeerBacklog'],
   impCdrReplicationLagHigh: ['impCdrPeerNodeId', 'impCdrPeerReplicationLag', 'impCdrPeerBacklog', 'impCdrPeerLagThreshold'],
-  impCdrFeedStale: [],
+  impCdrFeedStale: ['impCdrFeedName', 'impCdrFeedState', 'impCdrFeedLastSuccess', 'impCdrFeedAge'],
   impCdrAnomalyDetected: ['impCdrAnomalyCount', 'impCdrAnomalyLastTime', 'impCdrAnomalyLastDescription'],
   impCdrDiskSpaceLow: ['impCdrNodeId', 'impCdrIndexDiskFree', 'impCdrIndexDiskFreeThreshold', 'impCdrIndexSize'],
   impCdrFirmwareApplied: ['impCdrNodeId', 'impCdrNodeSoftwareVersion'],
@@ -42,6 +45,8 @@ export class NotificationDetector {
   #peerLost = false;
   #diskLow = false;
   #lagHigh = false;
+  /** Ids of feeds that impCdrFeedStale was sent for and that have not been ok since. */
+  readonly #staleFeeds = new Set<string>();
 
   constructor(thresholds: DetectorThresholds) {
     this.#thresholds = thresholds;
@@ -66,6 +71,12 @@ export class NotificationDetector {
     }
     if (snapshot.diskFreeBytes !== undefined) {
       this.#diskLow = diskLow;
+    }
+
+    if (snapshot.reachable) {
+      for (const feed of this.#staleFeedsEntered(snapshot)) {
+        pending.push({ name: 'impCdrFeedStale', objects: NOTIFICATION_OBJECTS.impCdrFeedStale, feed });
+      }
     }
 
     // Peer, lag and firmware changes are judged only between two polls that both reached the repository.
@@ -100,8 +111,37 @@ export class NotificationDetector {
       add(compareVersions(versionAfter, versionBefore) > 0 ? 'impCdrFirmwareApplied' : 'impCdrFirmwareRolledBack');
     }
 
-    // TODO: impCdrFeedStale and impCdrAnomalyDetected once the control socket reports feeds and anomalies.
+    // TODO: impCdrAnomalyDetected once the control socket reports anomalies.
     return pending;
+  }
+
+  /**
+   * Returns the ids of feeds that entered the stale or failed state since the last reachable poll,
+   * including feeds first seen in one of them (at agent start, or added and failed at once). A
+   * change between stale and failed sends nothing; only a return to ok rearms the notification.
+   */
+  #staleFeedsEntered(snapshot: RepositorySnapshot): string[] {
+    const entered: string[] = [];
+    const listed = new Set<string>();
+    for (const feed of snapshot.feeds) {
+      const id = feed.definition?.id ?? '';
+      listed.add(id);
+      const state = feedState(feed, snapshot.lastSuccessMs);
+      if ((state === 'stale' || state === 'failed') && !this.#staleFeeds.has(id)) {
+        this.#staleFeeds.add(id);
+        entered.push(id);
+      }
+      if (state === 'ok') {
+        this.#staleFeeds.delete(id);
+      }
+    }
+    // A feed that is removed and added again starts afresh.
+    for (const id of this.#staleFeeds) {
+      if (!listed.has(id)) {
+        this.#staleFeeds.delete(id);
+      }
+    }
+    return entered;
   }
 }
 

@@ -136,7 +136,7 @@ export class SnmpService {
       try {
         await this.#agent?.notify(notification, snapshot, this.#detector.previousSoftwareVersion);
       } catch (error) {
-        this.#log.warn({ err: error, notification: notification.name }, 'notification not sent');
+        this.#log.warn({ err: error, notification: notification.name, feed: notification.feed }, 'notification not sent');
       }
     }
   }

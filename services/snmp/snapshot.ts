@@ -1,7 +1,7 @@
 /**
  * Polls the repository's status through its control socket and keeps what the MIB shows. A snapshot
- * contains the last good status and pair status, whether the last poll reached the repository, the
- * free disk space, and the traffic rates between the last two good polls.
+ * contains the last good status, pair status and feed list, whether the last poll reached the
+ * repository, the free disk space, and the traffic rates between the last two good polls.
  */
 
 import { statfs } from 'node:fs/promises';
@@ -20,6 +20,8 @@ export interface RepositorySnapshot {
   lastSuccessMs: number;
   status: impcdr.v1.IStatus | undefined;
   pair: impcdr.v1.IPairStatus | undefined;
+  /** Feeds as `feed_list` returned them at `lastSuccessMs`. */
+  feeds: impcdr.v1.IFeedInfo[];
   /** Bytes available to unprivileged users on the file system of the state folder; undefined when statfs failed. */
   diskFreeBytes: number | undefined;
   /** Per-second rates between the last two good polls, rounded down. */
@@ -34,17 +36,25 @@ export const EMPTY_SNAPSHOT: RepositorySnapshot = Object.freeze({
   lastSuccessMs: 0,
   status: undefined,
   pair: undefined,
+  feeds: [],
   diskFreeBytes: undefined,
   rates: { observations: 0, lookupKeys: 0, errors: 0 },
   errorCode: undefined,
 });
 
-/** Source of status for the agent; `ControlSocketSource` in production. */
-export interface StatusSource {
-  read(): Promise<{ status: impcdr.v1.IStatus; pair: impcdr.v1.IPairStatus }>;
+/** Status, pair status and feed list as one poll reads them from the repository. */
+export interface RepositoryRead {
+  status: impcdr.v1.IStatus;
+  pair: impcdr.v1.IPairStatus;
+  feeds: impcdr.v1.IFeedInfo[];
 }
 
-/** Reads `status` and `pair_status` over a new control connection per poll, with a time limit. */
+/** Source of status for the agent; `ControlSocketSource` in production. */
+export interface StatusSource {
+  read(): Promise<RepositoryRead>;
+}
+
+/** Reads `status`, `pair_status` and `feed_list` over a new control connection per poll, with a time limit. */
 export class ControlSocketSource implements StatusSource {
   readonly #socketPath: string;
   readonly #timeoutMs: number;
@@ -55,7 +65,7 @@ export class ControlSocketSource implements StatusSource {
   }
 
   /** @throws CdrError `ERR_CONTROL_UNAVAILABLE` when the socket rejects the connection or the response times out */
-  async read(): Promise<{ status: impcdr.v1.IStatus; pair: impcdr.v1.IPairStatus }> {
+  async read(): Promise<RepositoryRead> {
     const client = await ControlClient.connect(this.#socketPath);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, rejectTimeout) => {
@@ -68,11 +78,11 @@ export class ControlSocketSource implements StatusSource {
       );
     });
     try {
-      const [statusResponse, pairResponse] = await Promise.race([
-        Promise.all([client.call({ status: {} }), client.call({ pairStatus: {} })]),
+      const [statusResponse, pairResponse, feedsResponse] = await Promise.race([
+        Promise.all([client.call({ status: {} }), client.call({ pairStatus: {} }), client.call({ feedList: {} })]),
         timeout,
       ]);
-      return { status: statusResponse.status!, pair: pairResponse.pairStatus! };
+      return { status: statusResponse.status!, pair: pairResponse.pairStatus!, feeds: feedsResponse.feeds?.feeds ?? [] };
     } finally {
       clearTimeout(timer);
       client.close();
@@ -96,7 +106,7 @@ export async function pollSnapshot(
     () => undefined,
   );
 
-  let read: Awaited<ReturnType<StatusSource['read']>>;
+  let read: RepositoryRead;
   try {
     read = await source.read();
   } catch (error) {
@@ -117,6 +127,7 @@ export async function pollSnapshot(
     lastSuccessMs: polledMs,
     status: read.status,
     pair: read.pair,
+    feeds: read.feeds,
     diskFreeBytes,
     rates: previous.reachable ? trafficRates(previous, read.status, polledMs) : { observations: 0, lookupKeys: 0, errors: 0 },
     errorCode: undefined,

@@ -185,7 +185,7 @@ export class StandaloneAgent {
 
   /** Sends `notification` to every trap target; failures are logged, not thrown. */
   async notify(notification: PendingNotification, snapshot: RepositorySnapshot, previousVersion: string): Promise<void> {
-    const varbinds = notification.objects.map((name) => this.#model.varbind(name, snapshot, 'ber'));
+    const varbinds = this.#model.notificationVarbinds(notification, snapshot, 'ber');
     if (notification.name === 'impCdrFirmwareApplied' || notification.name === 'impCdrFirmwareRolledBack') {
       varbinds.push({ oid: `${this.#model.oids.object('firmware', 1)}.0`, type: snmp.ObjectType.OctetString, value: previousVersion });
     }
@@ -198,9 +198,9 @@ export class StandaloneAgent {
             session.trap(oid, varbinds, (error: Error | null) => {
               const target = this.#settings.standalone.trapTargets[position]!;
               if (error) {
-                this.#log.warn({ err: error, notification: notification.name, target: `${target.host}:${target.port}`, code: 'ERR_SNMP_NOTIFY_FAILED' }, 'trap not sent');
+                this.#log.warn({ err: error, notification: notification.name, feed: notification.feed, target: `${target.host}:${target.port}`, code: 'ERR_SNMP_NOTIFY_FAILED' }, 'trap not sent');
               } else {
-                this.#log.info({ notification: notification.name, target: `${target.host}:${target.port}` }, 'trap sent');
+                this.#log.info({ notification: notification.name, feed: notification.feed, target: `${target.host}:${target.port}` }, 'trap sent');
               }
               resolveSent();
             });

@@ -12,7 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
-import { ROOT } from './node.js';
+import { ControlClient } from '../../modules/protocol/control-client.js';
+import { ROOT, type TestNode } from './node.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -229,4 +230,22 @@ export async function startSnmpAgent(configPath: string, dir: string): Promise<P
 /** Removes a peer's temporary folder. */
 export function removePeer(peer: Peer): void {
   rmSync(peer.dir, { recursive: true, force: true });
+}
+
+/** DateAndTime in UTC as the Net-SNMP tools print it, with tenths of a second. */
+export function dateAndTimeText(ms: number): string {
+  const date = new Date(ms);
+  const tenths = Math.floor(date.getUTCMilliseconds() / 100);
+  return `${date.getUTCFullYear()}-${date.getUTCMonth() + 1}-${date.getUTCDate()},${date.getUTCHours()}:${date.getUTCMinutes()}:${date.getUTCSeconds()}.${tenths},+0:0`;
+}
+
+/** lastSuccessMs of feed `id` as the control socket of `node` reports it; cdrctl prints only its age. */
+export async function feedLastSuccessMs(node: TestNode, id: string): Promise<number> {
+  const control = await ControlClient.connect(node.socketPath);
+  try {
+    const response = await control.call({ feedStatus: { id } });
+    return Number(response.feeds!.feeds![0]!.lastSuccessMs);
+  } finally {
+    control.close();
+  }
 }
