@@ -38,6 +38,7 @@ async function pair(a: TestNode, b: TestNode, toA: CuttableProxy, toB: CuttableP
     certificatePem: identity.certificatePem,
     impHost: identity.impHost,
     impPort: identity.impPort,
+    impCaPem: identity.impCaPem,
   });
   await control(a, (client) => client.call({ peerSet: { peer: record(identityB, toB) } }));
   await control(b, (client) => client.call({ peerSet: { peer: record(identityA, toA) } }));
@@ -135,6 +136,40 @@ test.serial('observation on one node appears on the other', async (t) => {
     t.true(Number(pairStatus.lastContactMs) > 0);
     await clientA.close();
     await clientB.close();
+  } finally {
+    await stopPair(nodes);
+  }
+});
+
+test.serial('IMP enrolled on one node fails over to the other', async (t) => {
+  const nodes = await startPair();
+  try {
+    // Enrolled on A after pairing: the bundle trusts both CAs and B accepts A's client certificates.
+    const bundle = await enroll(nodes.a, 'imp-failover');
+    t.is(bundle.ca.match(/BEGIN CERTIFICATE/g)?.length, 2);
+    const onA = await connectReady(nodes.a, bundle, 'imp-failover');
+    const peer = onA.received[0]!.helloAccepted!.peers![0]!;
+    t.true(await observe(onA, 1, '198.18.7.7', 4));
+    await onA.close();
+
+    const onB = await ImpProtocolClient.connect({ host: peer.host!, port: peer.port!, ...bundle });
+    const hello = await onB.hello({ impId: 'imp-failover', clusterId: 'c', model: 'M300', oosVersion: '2.6', moduleVersion: '1' });
+    t.truthy(hello.helloAccepted, hello.helloRejected?.message ?? '');
+    t.true(await eventually(async () => (await lookupMessages(onB, ['198.18.7.7'])).get('198.18.7.7')!.messages === 4));
+    await onB.close();
+
+    // The replay window replicated with the data, so B tells the IMP where to continue.
+    const again = await ImpProtocolClient.connect({ host: peer.host!, port: peer.port!, ...bundle });
+    const resumed = await again.hello({ impId: 'imp-failover', clusterId: 'c', model: 'M300', oosVersion: '2.6', moduleVersion: '1' });
+    t.is(Number(resumed.helloAccepted?.lastSequence), 1);
+    await again.close();
+
+    // After unpairing, B no longer accepts certificates of A's CA.
+    await control(nodes.b, (client) => client.call({ peerClear: {} }));
+    await t.throwsAsync(async () => {
+      const stranger = await ImpProtocolClient.connect({ host: peer.host!, port: peer.port!, ...bundle });
+      await stranger.hello({ impId: 'imp-failover', clusterId: 'c', model: 'M300', oosVersion: '2.6', moduleVersion: '1' });
+    });
   } finally {
     await stopPair(nodes);
   }

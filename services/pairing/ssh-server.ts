@@ -300,6 +300,7 @@ export function peerRecord(identity: impcdr.v1.IReplicationIdentity, sshFingerpr
     pairedMs: Date.now(),
     impHost: identity.impHost ?? '',
     impPort: identity.impPort ?? 0,
+    impCaPem: identity.impCaPem ?? '',
   };
 }
 

@@ -34,6 +34,8 @@ export interface ControlContext {
   /** Stores the peer and starts replication with it. @throws CdrError `ERR_PEER_INVALID` */
   setPeer: (peer: impcdr.v1.IPeerRecord) => Promise<void>;
   clearPeer: () => Promise<void>;
+  /** The paired node's IMP CA certificate, '' when unpaired. */
+  peerCaPem: () => string;
   feeds: FeedManager;
   feedDefaults: CdrConfig['feeds'];
   dnsblStatus: () => impcdr.v1.IDnsblStatus;
@@ -163,7 +165,8 @@ export class ControlServer {
         return {
           enroll: {
             certificatePem: signed.certificatePem,
-            caCertificatePem: signed.caPem,
+            // The paired node's CA too, so the IMP can verify either node's server certificate.
+            caCertificatePem: [signed.caPem, this.#context.peerCaPem()].filter((pem) => pem !== '').map((pem) => pem.trimEnd()).join('\n') + '\n',
             fingerprintSha256: signed.fingerprint,
             notAfterMs: signed.notAfterMs,
           },

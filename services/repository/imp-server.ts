@@ -15,6 +15,7 @@ export class ImpServer {
   readonly #server: Server;
   readonly #context: ConnectionContext;
   readonly #log: Logger;
+  readonly #tls: ServerTlsMaterial;
   #shuttingDown = false;
   #tlsFailures = 0;
 
@@ -22,15 +23,8 @@ export class ImpServer {
     this.#log = log.child({ component: 'imp-listener' });
     this.#context = { ...context, traffic: this.traffic, isShuttingDown: () => this.#shuttingDown };
 
-    this.#server = createServer({
-      key: tls.keyPem,
-      cert: tls.certificatePem,
-      ca: tls.caPem,
-      requestCert: true,
-      rejectUnauthorized: true,
-      minVersion: 'TLSv1.3',
-      handshakeTimeout: context.config.imp.handshakeTimeoutMs,
-    });
+    this.#tls = tls;
+    this.#server = createServer({ ...this.#contextOptions(''), handshakeTimeout: context.config.imp.handshakeTimeoutMs });
     this.#server.on('secureConnection', (socket: TLSSocket) => this.#accept(socket));
     this.#server.on('tlsClientError', (error: Error & { code?: string }, socket: TLSSocket) => {
       this.traffic.errors += 1;
@@ -38,6 +32,26 @@ export class ImpServer {
       this.#log.warn({ err: error.message, code: error.code, remote: socket.remoteAddress }, 'TLS handshake failed');
     });
     this.#server.on('error', (error) => this.#log.error({ err: error }, 'listener error'));
+  }
+
+  /**
+   * Accepts client certificates of the paired node's CA besides this node's own, so an IMP enrolled on
+   * either node can fail over to the other. An empty PEM trusts this node's CA only.
+   */
+  trustPeerCa(peerCaPem: string): void {
+    this.#server.setSecureContext(this.#contextOptions(peerCaPem));
+    this.#log.info({ peerCa: peerCaPem !== '' }, 'trusted client CAs updated');
+  }
+
+  #contextOptions(peerCaPem: string) {
+    return {
+      key: this.#tls.keyPem,
+      cert: this.#tls.certificatePem,
+      ca: peerCaPem ? [this.#tls.caPem, peerCaPem] : [this.#tls.caPem],
+      requestCert: true,
+      rejectUnauthorized: true,
+      minVersion: 'TLSv1.3' as const,
+    };
   }
 
   /** Number of TLS handshakes that failed, for example on an unknown client certificate. */

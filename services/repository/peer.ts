@@ -26,6 +26,8 @@ export interface PeerRecord {
   pairedMs: number;
   impHost: string;
   impPort: number;
+  /** The peer's IMP CA certificate; empty for records stored before it was exchanged. */
+  impCaPem: string;
 }
 
 export interface ReplicationIdentityFiles {
@@ -81,6 +83,13 @@ export function checkPeer(peer: Partial<PeerRecord>): PeerRecord {
   } catch {
     problems.push('certificatePem');
   }
+  if (peer.impCaPem) {
+    try {
+      new X509Certificate(peer.impCaPem);
+    } catch {
+      problems.push('impCaPem');
+    }
+  }
   if (problems.length > 0) {
     throw new CdrError('ERR_PEER_INVALID', `peer record has invalid ${problems.join(', ')}`, { details: { fields: problems } });
   }
@@ -93,6 +102,7 @@ export function checkPeer(peer: Partial<PeerRecord>): PeerRecord {
     pairedMs: peer.pairedMs || Date.now(),
     impHost: peer.impHost ?? '',
     impPort: peer.impPort ?? 0,
+    impCaPem: peer.impCaPem ?? '',
   };
 }
 

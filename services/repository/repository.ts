@@ -45,6 +45,8 @@ export class Repository {
   #replicationIdentity: ReplicationIdentityFiles | undefined;
   #clock!: HybridLogicalClock;
   #peer: PeerRecord | undefined;
+  /** This node's IMP CA certificate (PEM). */
+  #impCaPem = '';
   #replicator: Replicator | undefined;
   #replicationAddress = '';
   #purging: Promise<void> | undefined;
@@ -107,6 +109,7 @@ export class Repository {
       log.info({ dir: tlsDir, generated: tls.generated }, 'generated TLS material');
     }
 
+    this.#impCaPem = tls.caPem;
     this.#replicationIdentity = await loadReplicationIdentity(tlsDir, this.#nodeId);
     this.#peer = loadPeer(config.paths.state);
 
@@ -139,6 +142,7 @@ export class Repository {
     const peers = () =>
       this.#peer && this.#peer.impHost ? [{ nodeId: this.#peer.nodeId, host: this.#peer.impHost, port: this.#peer.impPort }] : [];
     this.#impServer = new ImpServer(tls, { config, index, subscriptions, nodeId: this.#nodeId, peers }, log);
+    this.#impServer.trustPeerCa(this.#peer?.impCaPem ?? '');
     const bound = await this.#impServer.listen(config.imp.host, config.imp.port);
     this.#impAddress = `${bound.host}:${bound.port}`;
 
@@ -153,6 +157,7 @@ export class Repository {
         pairStatus: () => this.pairStatus(),
         setPeer: async (peer) => this.setPeer(peer),
         clearPeer: async () => this.clearPeer(),
+        peerCaPem: () => this.#peer?.impCaPem ?? '',
         feeds: this.#external.feeds,
         feedDefaults: config.feeds,
         dnsblStatus: () => this.#external!.dnsblStatus(),
@@ -279,6 +284,7 @@ export class Repository {
       port: Number(this.#replicationAddress.split(':').pop() || config.replication.port),
       impHost: config.imp.advertiseHost || config.imp.host,
       impPort: Number(this.#impAddress.split(':').pop() ?? config.imp.port),
+      impCaPem: this.#impCaPem,
     };
   }
 
@@ -308,12 +314,14 @@ export class Repository {
       pairedMs: Number(record.pairedMs ?? 0),
       impHost: record.impHost ?? '',
       impPort: Number(record.impPort ?? 0),
+      impCaPem: record.impCaPem ?? '',
     });
     if (peer.nodeId === this.#nodeId) {
       throw new CdrError('ERR_PEER_INVALID', `peer node id ${peer.nodeId} is this node's own id; pair with the other node`);
     }
     savePeer(this.#config.paths.state, peer);
     this.#peer = peer;
+    this.#impServer?.trustPeerCa(peer.impCaPem);
     await this.#replicator?.setPeer(peer);
     this.#log.info({ peer: peer.nodeId, host: peer.host, port: peer.replicationPort, sshFingerprint: peer.sshHostKeyFingerprint }, 'peer stored');
   }
@@ -322,6 +330,7 @@ export class Repository {
     const previous = this.#peer;
     removePeer(this.#config.paths.state);
     this.#peer = undefined;
+    this.#impServer?.trustPeerCa('');
     await this.#replicator?.setPeer(undefined);
     this.#log.info({ peer: previous?.nodeId }, 'peer removed');
   }
