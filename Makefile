@@ -7,7 +7,7 @@ GENERATED := $(PROTO_DIR)/generated
 PROTO_FILES := $(PROTO_DIR)/imp.proto $(PROTO_DIR)/control.proto $(PROTO_DIR)/replication.proto $(PROTO_DIR)/pairing.proto
 TS_SOURCES := $(shell find services modules hw firmware test bench -name '*.ts' -not -path '*/generated/*' 2>/dev/null)
 
-.PHONY: all build run run-pairing test lint bench bench-snmp bench-imp-client bench-dns mib-lint package clean proto
+.PHONY: all build run run-pairing test lint bench bench-replication bench-snmp bench-imp-client bench-dns mib-lint package clean proto
 
 all: build
 
@@ -50,6 +50,11 @@ lint: build
 
 bench: build
 	$(NODE) dist/bench/run.js
+
+# Replication lag (median and 99th percentile) between two paired nodes at a fixed Observe rate.
+bench-replication: build
+	$(NODE) dist/bench/replication.js --rate 200 --seconds 10
+	$(NODE) dist/bench/replication.js --rate 500 --seconds 10
 
 # varbinds/s of snmpbulkwalk over IMP-CDR-MIB against snmpd's own MIB-II (needs snmpd and snmp).
 bench-snmp: build
