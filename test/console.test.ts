@@ -16,7 +16,7 @@ import { parse as parseYaml } from 'yaml';
 
 import { SystemdFirmwareSystem } from '../firmware/system.js';
 
-import { CDRCTL_MAIN, removeNode } from './helpers/node.js';
+import { CDRCTL_MAIN, removeNode, restartNode } from './helpers/node.js';
 import { cdrctlWithInput, startPairingNode, type PairingNode } from './helpers/pairing.js';
 import { O550_FIXTURE, writeHardwareFixture } from './helpers/hw-fixture.js';
 
@@ -402,6 +402,15 @@ test.serial('pairing two nodes from the consoles', async (t) => {
 
   // The firmware readiness check passes once replication from the peer is tailing.
   const controlSocketA = join(a.node.dir, 'run', 'control.sock');
+  t.is(await new SystemdFirmwareSystem(controlSocketA).waitReady(5000), undefined);
+
+  // With node B's repository stopped, replication leaves tailing and the check reports it. The puller
+  // alternates between connecting and disconnected while it retries, so either state is the last one seen.
+  await b.node.stop();
+  const failure = await new SystemdFirmwareSystem(controlSocketA).waitReady(3000);
+  t.regex(failure ?? '', new RegExp(`^not ready within 3000 ms: replication from peer ${nodeB} \\(127\\.0\\.0\\.1:${b.replicationPort}\\) is (connecting|disconnected), not tailing$`));
+  b.node = await restartNode(b.node);
+  t.is((await waitForReplicationState(a, 'tailing')).replicationState, 'tailing');
   t.is(await new SystemdFirmwareSystem(controlSocketA).waitReady(5000), undefined);
 
   // Unpair from node A's console, declined once, then confirmed.
