@@ -6,7 +6,9 @@
  *
  * Interface addresses are written as systemd-networkd `.network` files under `networkRoot`
  * (`/etc/systemd/network` on the appliance). Before each change the previous files are copied to
- * `<stateDir>/previous-network/`, which "restore the previous configuration" puts back.
+ * `<stateDir>/previous-network/`. SNMP changes are written to cdr.yaml (`configPath`), whose previous
+ * version is copied to `<stateDir>/previous-cdr.yaml`. "Restore the previous configuration" puts back
+ * whichever of the two is saved.
  */
 
 import { execFile } from 'node:child_process';
@@ -25,6 +27,9 @@ import { O550_PROFILE, type InterfaceRole } from '../hw/profile.js';
 import { SOFTWARE_VERSION } from '../services/common/version.js';
 import { ControlClient } from '../modules/protocol/control-client.js';
 import { createLogger } from '../services/common/logger.js';
+import type { ConsoleIo } from './console-io.js';
+import { runPairingMenu } from './console-pairing.js';
+import { runSnmpMenu } from './console-snmp.js';
 import { applyBundle, readFirmwareState } from './apply.js';
 import { loadPublicKey } from './bundle.js';
 import { SystemdFirmwareSystem } from './system.js';
@@ -39,6 +44,10 @@ export interface ConsoleOptions {
   /** Firmware state folder, for the version in the header. */
   firmwareDir: string;
   controlSocketPath: string;
+  /** Socket of this node's pairing daemon (imp-cdr-pairing). */
+  pairingSocketPath: string;
+  /** The cdr.yaml the services read; the SNMP option edits it. */
+  configPath: string;
   /** Hardware check for the header; it accepts unsupported hardware so that the console always starts. */
   hardware: HardwareReport;
   /** Strict hardware check run before a firmware apply from the menu. */
@@ -97,6 +106,7 @@ class ConsoleSession {
   #pendingAnswer: ((answer: string | undefined) => void) | undefined;
   /** Lines typed while no question was open (while the header was being read), answered in order. */
   readonly #typedAhead: string[] = [];
+  readonly #io: ConsoleIo = { ask: (question, hidden) => this.#ask(question, hidden), print: (text) => this.#print(text) };
 
   constructor(rl: Interface, options: ConsoleOptions, muted: { on: boolean }) {
     this.#rl = rl;
@@ -202,12 +212,10 @@ class ConsoleSession {
         await this.#setPassword();
         return;
       case '3':
-        // TODO: open the pairing window and pair through imp-cdr-pairing once that daemon exists.
-        this.#print('Pairing is not available yet: the pairing service is not installed on this node.');
+        await runPairingMenu(this.#io, { controlSocketPath: this.#options.controlSocketPath, pairingSocketPath: this.#options.pairingSocketPath });
         return;
       case '4':
-        // TODO: edit the SNMPv3 user and trap targets once the SNMP daemon's configuration exists.
-        this.#print('SNMP settings are not available yet: the SNMP service is not installed on this node.');
+        await runSnmpMenu(this.#io, { configPath: this.#options.configPath, previousConfigPath: this.#previousConfigPath });
         return;
       case '5':
         await this.#applyFirmware();
@@ -219,7 +227,7 @@ class ConsoleSession {
         await this.#pingPeer();
         return;
       case '8':
-        this.#restoreNetwork();
+        this.#restore();
         return;
       case '9':
         await this.#factoryReset();
@@ -392,12 +400,31 @@ class ConsoleSession {
     }
   }
 
-  #restoreNetwork(): void {
-    const backup = join(this.#options.stateDir, 'previous-network');
-    if (!existsSync(backup)) {
+  get #previousConfigPath(): string {
+    return join(this.#options.stateDir, 'previous-cdr.yaml');
+  }
+
+  #restore(): void {
+    const networkSaved = existsSync(join(this.#options.stateDir, 'previous-network'));
+    const configSaved = existsSync(this.#previousConfigPath);
+    if (!networkSaved && !configSaved) {
       this.#print('No previous configuration is saved; nothing was changed.');
       return;
     }
+    if (networkSaved) {
+      this.#restoreNetwork();
+    }
+    if (configSaved) {
+      // Copied rather than renamed, because the state folder and /etc may be on different file systems.
+      cpSync(this.#previousConfigPath, `${this.#options.configPath}.tmp`);
+      renameSync(`${this.#options.configPath}.tmp`, this.#options.configPath);
+      rmSync(this.#previousConfigPath);
+      this.#print(`Restored the previous ${this.#options.configPath}; restart imp-cdr-snmp to apply it.`);
+    }
+  }
+
+  #restoreNetwork(): void {
+    const backup = join(this.#options.stateDir, 'previous-network');
     for (const name of listNetworkFiles(this.#options.networkRoot)) {
       rmSync(join(this.#options.networkRoot, name));
     }

@@ -5,10 +5,10 @@
 
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { connect } from 'node:net';
 import { promisify } from 'node:util';
 
 import { ControlClient } from '../modules/protocol/control-client.js';
+import type { impcdr } from '../modules/protocol/generated/messages.js';
 import type { FirmwareSystem } from './apply.js';
 
 const execFileAsync = promisify(execFile);
@@ -21,7 +21,6 @@ const UNITS = [
   { unit: 'imp-cdr-pairing.service', main: '/opt/imp-cdr/dist/services/pairing/main.js' },
 ];
 const POLL_INTERVAL_MS = 1000;
-const PEER_CONNECT_TIMEOUT_MS = 3000;
 const INSTALL_TIMEOUT_MS = 600_000;
 
 /** `FirmwareSystem` for an appliance where systemd runs as PID 1. */
@@ -65,8 +64,8 @@ export class SystemdFirmwareSystem implements FirmwareSystem {
 
   /**
    * Polls until every unit whose entry point is installed is active (Type=notify units become active
-   * on READY=1), the repository responds on its control socket and, on a paired node, the peer's
-   * replication port accepts a connection.
+   * on READY=1), the repository responds on its control socket and, on a paired node, its `pair_status`
+   * reports replication from the peer as `tailing`.
    */
   async waitReady(timeoutMs: number): Promise<string | undefined> {
     const deadline = Date.now() + timeoutMs;
@@ -103,13 +102,7 @@ export class SystemdFirmwareSystem implements FirmwareSystem {
     }
     try {
       const { pairStatus } = await client.call({ pairStatus: {} });
-      const peer = pairStatus?.peer;
-      if (!peer?.host) {
-        return undefined;
-      }
-      // TODO: use the replication state once the repository reports it; until then a TCP connect to
-      // the peer's replication port is the peer link check.
-      return await checkTcp(peer.host, Number(peer.replicationPort));
+      return peerLinkFailure(pairStatus ?? {});
     } catch (error) {
       return `control request failed: ${(error as Error).message}`;
     } finally {
@@ -118,17 +111,18 @@ export class SystemdFirmwareSystem implements FirmwareSystem {
   }
 }
 
-function checkTcp(host: string, port: number): Promise<string | undefined> {
-  return new Promise((resolveCheck) => {
-    const socket = connect({ host, port, timeout: PEER_CONNECT_TIMEOUT_MS });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolveCheck(undefined);
-    });
-    socket.once('timeout', () => {
-      socket.destroy();
-      resolveCheck(`peer ${host}:${port} did not answer within ${PEER_CONNECT_TIMEOUT_MS} ms`);
-    });
-    socket.once('error', (error: NodeJS.ErrnoException) => resolveCheck(`peer ${host}:${port} is unreachable: ${error.code ?? error.message}`));
-  });
+/**
+ * Checks the peer link in a `pair_status` reply: an unpaired node passes, and a paired node passes only
+ * once its replication puller is `tailing` the peer's log. Returns the failure, or undefined.
+ */
+export function peerLinkFailure(pairStatus: impcdr.v1.IPairStatus): string | undefined {
+  const peer = pairStatus.peer;
+  if (!peer?.nodeId) {
+    return undefined;
+  }
+  const state = pairStatus.replicationState || 'unknown';
+  if (state === 'tailing') {
+    return undefined;
+  }
+  return `replication from peer ${peer.nodeId} (${peer.host}:${peer.replicationPort}) is ${state}, not tailing`;
 }

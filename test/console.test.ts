@@ -7,13 +7,17 @@ import { execFile } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 
 import test from 'ava';
+import { parse as parseYaml } from 'yaml';
 
-import { CDRCTL_MAIN } from './helpers/node.js';
+import { SystemdFirmwareSystem } from '../firmware/system.js';
+
+import { CDRCTL_MAIN, removeNode, restartNode } from './helpers/node.js';
+import { cdrctlWithInput, startPairingNode, type PairingNode } from './helpers/pairing.js';
 import { O550_FIXTURE, writeHardwareFixture } from './helpers/hw-fixture.js';
 
 const execFileAsync = promisify(execFile);
@@ -30,23 +34,33 @@ interface ConsolePane {
   alive(): Promise<boolean>;
 }
 
-async function startConsole(t: { teardown(fn: () => Promise<void> | void): void }, options: { configured: boolean }): Promise<ConsolePane> {
+/**
+ * Starts the console in a tmux pane. `configPath` names the cdr.yaml of a running test node, and that
+ * file's `paths.state` must be its own folder. Without it the console gets a configuration of its own.
+ */
+async function startConsole(
+  t: { teardown(fn: () => Promise<void> | void): void },
+  options: { configured: boolean; configPath?: string },
+): Promise<ConsolePane> {
   const dir = mkdtempSync(join(tmpdir(), 'imp-cdr-console-'));
   // The tmux server socket lives in the test folder, so the teardown removes it with the folder.
   const socket = join(dir, 'tmux.sock');
   const networkRoot = join(dir, 'network');
-  const stateDir = join(dir, 'console');
+  const configPath = options.configPath ?? join(dir, 'cdr.yaml');
+  const stateDir = join(dirname(configPath), 'console');
   const hwRoot = writeHardwareFixture(O550_FIXTURE);
-  const { publicKey } = generateKeyPairSync('ed25519');
-  writeFileSync(join(dir, 'release-key.pem'), publicKey.export({ type: 'spki', format: 'pem' }));
-  writeFileSync(join(dir, 'cdr.yaml'), 'paths:\n  state: .\n  run: run\nfirmware:\n  publicKey: release-key.pem\n');
+  if (!options.configPath) {
+    const { publicKey } = generateKeyPairSync('ed25519');
+    writeFileSync(join(dir, 'release-key.pem'), publicKey.export({ type: 'spki', format: 'pem' }));
+    writeFileSync(configPath, 'paths:\n  state: .\n  run: run\nfirmware:\n  publicKey: release-key.pem\n');
+  }
   if (options.configured) {
     mkdirSync(stateDir);
     writeFileSync(join(stateDir, 'configured'), 'test\n');
   }
 
   const tmux = (...args: string[]) => execFileAsync('tmux', ['-S', socket, ...args]);
-  const command = `${process.execPath} ${CDRCTL_MAIN} --config ${join(dir, 'cdr.yaml')} console --network-root ${networkRoot} --root ${hwRoot}`;
+  const command = `${process.execPath} ${CDRCTL_MAIN} --config ${configPath} console --network-root ${networkRoot} --root ${hwRoot}`;
   await tmux('new-session', '-d', '-s', 'console', '-x', '120', '-y', '50', command);
   await tmux('set-option', '-t', 'console', 'remain-on-exit', 'on');
   t.teardown(async () => {
@@ -290,5 +304,260 @@ test.serial('firmware from menu rejects bad bundles', async (t) => {
       .map((line) => (JSON.parse(line) as { event: string; code: string }).code),
     ['ERR_FW_BUNDLE_INVALID', 'ERR_FW_BUNDLE_TRUNCATED'],
   );
+  t.true(await pane.alive());
+});
+
+interface PairJson {
+  nodeId: string;
+  replicationState: string;
+  peer: { nodeId: string; host: string; replicationPort: number; sshHostKeyFingerprint: string } | null;
+  window: { state: string; attempts: number; maxAttempts: number } | null;
+}
+
+async function pairStatus(node: PairingNode): Promise<PairJson> {
+  const result = await cdrctlWithInput(node.node, ['pair', 'status', '--json']);
+  if (result.code !== 0) throw new Error(`pair status failed: ${result.stderr}`);
+  return JSON.parse(result.stdout) as PairJson;
+}
+
+async function waitForReplicationState(node: PairingNode, state: string): Promise<PairJson> {
+  const deadline = Date.now() + 15_000;
+  let status = await pairStatus(node);
+  while (status.replicationState !== state && Date.now() < deadline) {
+    await sleep(200);
+    status = await pairStatus(node);
+  }
+  return status;
+}
+
+test.serial('pairing two nodes from the consoles', async (t) => {
+  const [a, b] = await Promise.all([startPairingNode(), startPairingNode()]);
+  t.teardown(async () => {
+    for (const node of [a, b]) {
+      await node.daemon.stop();
+      await node.node.stop();
+      removeNode(node.node);
+    }
+  });
+  const paneA = await startConsole(t, { configured: true, configPath: a.node.configPath });
+  const paneB = await startConsole(t, { configured: true, configPath: b.node.configPath });
+  await paneA.waitFor(/Choice:$/m);
+  await paneB.waitFor(/Choice:$/m);
+  const nodeA = (await pairStatus(a)).nodeId;
+  const nodeB = (await pairStatus(b)).nodeId;
+
+  // Node B opens a window; the console shows the code and the SSH host key.
+  let before = (await paneB.screen()).length;
+  await paneB.line('3');
+  const statusText = await paneB.waitFor(/Pairing choice:$/m, before);
+  t.true(statusText.includes(`Node ${nodeB}: not paired.`));
+  t.true(statusText.includes(`This node's SSH host key ${b.daemon.fingerprint} on 127.0.0.1:${b.daemon.port}.`));
+  t.true(statusText.includes('Pairing window closed.'));
+  await paneB.line('1');
+  const opened = await paneB.waitFor(/Pairing code: +(\S+)\nSSH host key: +(\S+)\n[\s\S]*Choice:$/m, before);
+  const code = /Pairing code: +(\S+)/.exec(opened)![1]!;
+  t.regex(code, /^[2-9A-HJKMNP-Z]{4}-[2-9A-HJKMNP-Z]{4}$/);
+  t.is(/SSH host key: +(\S+)/.exec(opened)![1], b.daemon.fingerprint);
+  t.true(opened.includes(`Pairing window open until `));
+  t.true(opened.includes(`On the other node choose 3, then 2, and enter this node's address with port ${b.daemon.port}.`));
+  t.true(opened.includes('Check that it shows the same SSH host key. 3 wrong codes lock the window.'));
+
+  // Node A joins with a wrong code first: the error is shown and the main menu comes back.
+  const joinFromA = async (typedCode: string) => {
+    const start = (await paneA.screen()).length;
+    await paneA.line('3');
+    await paneA.waitFor(/Pairing choice:$/m, start);
+    await paneA.line('2');
+    await paneA.waitFor(/Peer pairing address, HOST or HOST:PORT \(port 7302 by default; empty to cancel\):$/m, start);
+    await paneA.line(`127.0.0.1:${b.daemon.port}`);
+    const probed = await paneA.waitFor(/Type yes to confirm:$/m, start);
+    t.true(probed.includes(`The pairing service at 127.0.0.1:${b.daemon.port} has SSH host key\n  ${b.daemon.fingerprint}\n`));
+    await paneA.line('yes');
+    await paneA.waitFor(/Pairing code:$/m, start);
+    await paneA.line(typedCode);
+    return start;
+  };
+  const wrongCode = code === '2222-2222' ? '3333-3333' : '2222-2222';
+  before = await joinFromA(wrongCode);
+  await paneA.waitFor(/Pairing failed: the pairing code is wrong; 2 attempts left before the window locks \(ERR_PAIR_CODE_INVALID\)\n[\s\S]* 0\) Leave the console\nChoice:$/m, before);
+  t.is((await pairStatus(a)).peer, null);
+  t.is((await pairStatus(b)).window?.attempts, 1);
+
+  before = await joinFromA(code);
+  await paneA.waitFor(new RegExp(`Paired with ${nodeB} \\(replication 127\\.0\\.0\\.1:${b.replicationPort}, SSH host key ${b.daemon.fingerprint.replace(/[+/]/g, '\\$&')}\\)\\.`), before);
+  await paneA.waitFor(/ 0\) Leave the console\nChoice:$/m, before);
+
+  const statusA = await waitForReplicationState(a, 'tailing');
+  const statusB = await waitForReplicationState(b, 'tailing');
+  t.is(statusA.peer?.nodeId, nodeB);
+  t.is(statusB.peer?.nodeId, nodeA);
+  t.is(statusA.peer?.host, '127.0.0.1');
+  t.is(statusA.peer?.replicationPort, b.replicationPort);
+  t.is(statusB.peer?.replicationPort, a.replicationPort);
+  t.is(statusA.peer?.sshHostKeyFingerprint, b.daemon.fingerprint);
+  t.is(statusB.peer?.sshHostKeyFingerprint, a.daemon.fingerprint);
+  t.is(statusA.replicationState, 'tailing');
+  t.is(statusB.replicationState, 'tailing');
+  t.is(statusB.window?.state, 'closed');
+
+  // The firmware readiness check passes once replication from the peer is tailing.
+  const controlSocketA = join(a.node.dir, 'run', 'control.sock');
+  t.is(await new SystemdFirmwareSystem(controlSocketA).waitReady(5000), undefined);
+
+  // With node B's repository stopped, replication leaves tailing and the check reports it. The puller
+  // alternates between connecting and disconnected while it retries, so either state is the last one seen.
+  await b.node.stop();
+  const failure = await new SystemdFirmwareSystem(controlSocketA).waitReady(3000);
+  t.regex(failure ?? '', new RegExp(`^not ready within 3000 ms: replication from peer ${nodeB} \\(127\\.0\\.0\\.1:${b.replicationPort}\\) is (connecting|disconnected), not tailing$`));
+  b.node = await restartNode(b.node);
+  t.is((await waitForReplicationState(a, 'tailing')).replicationState, 'tailing');
+  t.is(await new SystemdFirmwareSystem(controlSocketA).waitReady(5000), undefined);
+
+  // Unpair from node A's console, declined once, then confirmed.
+  before = (await paneA.screen()).length;
+  await paneA.line('3');
+  const pairedText = await paneA.waitFor(/Pairing choice:$/m, before);
+  t.true(pairedText.includes(`Node ${nodeA}: paired with ${nodeB} at 127.0.0.1, replication tailing.`));
+  await paneA.line('3');
+  await paneA.waitFor(new RegExp(`Forget peer ${nodeB} on both nodes\\? Type yes to confirm:$`, 'm'), before);
+  await paneA.line('no');
+  await paneA.waitFor(/Unpair cancelled; nothing was changed\./, before);
+  t.is((await pairStatus(a)).peer?.nodeId, nodeB);
+
+  before = (await paneA.screen()).length;
+  await paneA.line('3');
+  await paneA.waitFor(/Pairing choice:$/m, before);
+  await paneA.line('3');
+  await paneA.waitFor(/Type yes to confirm:$/m, before);
+  await paneA.line('yes');
+  await paneA.waitFor(new RegExp(`Unpaired from ${nodeB} on both nodes\\.`), before);
+  t.is((await pairStatus(a)).peer, null);
+  t.is((await pairStatus(b)).peer, null);
+  t.true(await paneA.alive());
+  t.true(await paneB.alive());
+});
+
+test.serial('SNMP user and trap targets', async (t) => {
+  const pane = await startConsole(t, { configured: true });
+  await pane.waitFor(/Choice:$/m);
+  const configPath = join(pane.dir, 'cdr.yaml');
+  const previousPath = join(pane.stateDir, 'previous-cdr.yaml');
+  const original = readFileSync(configPath, 'utf8');
+
+  let before = (await pane.screen()).length;
+  await pane.line('4');
+  const settingsText = await pane.waitFor(/SNMP choice:$/m, before);
+  t.true(
+    settingsText.includes(
+      'SNMP mode agentx: registers with the master agent at 127.0.0.1:705; the users and trap targets below apply in standalone mode only.\n' +
+        'Engine id: generated at each start\nSNMPv3 users: none\nv2c communities: 0 (not shown)\nTrap targets: none\n',
+    ),
+  );
+  await pane.line('0');
+  await pane.waitFor(/ 0\) Leave the console\nChoice:$/m, before);
+
+  // Passphrases of 7 characters, one below the minimum, are rejected and nothing is written.
+  const authPrompt = /Authentication passphrase \(at least 8 characters\):$/m;
+  const authRepeat = /Repeat the authentication passphrase:$/m;
+  const privPrompt = /Privacy passphrase \(at least 8 characters\):$/m;
+  const shortCases: Array<[Array<[RegExp, string]>, RegExp]> = [
+    [[[authPrompt, 'abcdefg']], /Invalid authentication passphrase: it has 7 characters; expected at least 8\. Nothing was changed\./],
+    [
+      [[authPrompt, 'authpass'], [authRepeat, 'authpass'], [privPrompt, 'privpas']],
+      /Invalid privacy passphrase: it has 7 characters; expected at least 8\. Nothing was changed\./,
+    ],
+    [[[authPrompt, 'authpass'], [authRepeat, 'authpasX']], /The two entries of the authentication passphrase differ; nothing was changed\./],
+  ];
+  for (const [steps, message] of shortCases) {
+    before = (await pane.screen()).length;
+    await pane.line('4');
+    await pane.waitFor(/SNMP choice:$/m, before);
+    await pane.line('1');
+    await pane.waitFor(/SNMPv3 user name \(1 to 32 characters, empty to cancel\):$/m, before);
+    await pane.line('noc');
+    // Each answer waits for its prompt, because a line typed before a hidden prompt would be echoed.
+    let since = before;
+    for (const [prompt, answer] of steps) {
+      await pane.waitFor(prompt, since);
+      since = (await pane.screen()).length;
+      await pane.line(answer);
+    }
+    await pane.waitFor(message, before);
+    await pane.waitFor(/ 0\) Leave the console\nChoice:$/m, before);
+    t.is(readFileSync(configPath, 'utf8'), original);
+    t.false(existsSync(previousPath));
+  }
+
+  before = (await pane.screen()).length;
+  await pane.line('4');
+  await pane.waitFor(/SNMP choice:$/m, before);
+  await pane.line('1');
+  await pane.waitFor(/SNMPv3 user name/, before);
+  await pane.line('noc');
+  await pane.waitFor(/Authentication passphrase \(at least 8 characters\):$/m, before);
+  await pane.line('authpas8');
+  await pane.waitFor(/Repeat the authentication passphrase:$/m, before);
+  await pane.line('authpas8');
+  await pane.waitFor(/Privacy passphrase \(at least 8 characters\):$/m, before);
+  await pane.line('privpas8');
+  await pane.waitFor(/Repeat the privacy passphrase:$/m, before);
+  await pane.line('privpas8');
+  await pane.waitFor(new RegExp(`SNMPv3 user noc set \\(authPriv, sha256, aes128\\) in ${configPath.replace(/[.]/g, '\\.')}; restart imp-cdr-snmp to apply it\\.`), before);
+  t.is(readFileSync(previousPath, 'utf8'), original);
+  const withUser = readFileSync(configPath, 'utf8');
+  t.deepEqual((parseYaml(withUser) as { snmp: unknown }).snmp, {
+    standalone: {
+      users: [{ name: 'noc', level: 'authPriv', authProtocol: 'sha256', authPassphrase: 'authpas8', privProtocol: 'aes128', privPassphrase: 'privpas8' }],
+      trapTargets: [],
+    },
+  });
+
+  before = (await pane.screen()).length;
+  await pane.line('4');
+  await pane.waitFor(/SNMP choice:$/m, before);
+  await pane.line('2');
+  await pane.waitFor(/Trap receiver address \(empty to cancel\):$/m, before);
+  await pane.line('192.0.2.50');
+  await pane.waitFor(/Trap receiver UDP port \(empty for 162\):$/m, before);
+  await pane.line('70000');
+  await pane.waitFor(/Invalid port "70000"; expected an integer from 1 to 65535\./, before);
+  t.is(readFileSync(configPath, 'utf8'), withUser);
+
+  before = (await pane.screen()).length;
+  await pane.line('4');
+  await pane.waitFor(/SNMP choice:$/m, before);
+  await pane.line('2');
+  await pane.waitFor(/Trap receiver address/, before);
+  await pane.line('192.0.2.50');
+  await pane.waitFor(/Trap receiver UDP port/, before);
+  await pane.line('10162');
+  const added = await pane.waitFor(/Trap target 192\.0\.2\.50:10162 added for user noc; restart imp-cdr-snmp to apply it\./, before);
+  const engineId = /Set the fixed engine id ([0-9a-f]+); configure it on the trap receiver\./.exec(added)![1]!;
+  // 32473 with the top bit set is 80007ed9, then the format octet 05 and 8 random octets.
+  t.regex(engineId, /^80007ed905[0-9a-f]{16}$/);
+  const snmp = (parseYaml(readFileSync(configPath, 'utf8')) as { snmp: { standalone: Record<string, unknown> } }).snmp;
+  t.is(snmp.standalone['engineId'], engineId);
+  t.deepEqual(snmp.standalone['trapTargets'], [{ host: '192.0.2.50', port: 10162, user: 'noc' }]);
+  t.is(readFileSync(previousPath, 'utf8'), withUser);
+
+  before = (await pane.screen()).length;
+  await pane.line('4');
+  const listed = await pane.waitFor(/SNMP choice:$/m, before);
+  t.true(listed.includes(`Engine id: ${engineId}\nSNMPv3 users:\n  noc: authPriv, authentication sha256, privacy aes128\n`));
+  t.true(listed.includes('Trap targets:\n  1) 192.0.2.50:10162 as SNMPv3 user noc\n'));
+  await pane.line('0');
+  await pane.waitFor(/ 0\) Leave the console\nChoice:$/m, before);
+
+  // Restore puts back the file from before the trap target.
+  before = (await pane.screen()).length;
+  await pane.line('8');
+  await pane.waitFor(new RegExp(`Restored the previous ${configPath.replace(/[.]/g, '\\.')}; restart imp-cdr-snmp to apply it\\.`), before);
+  t.is(readFileSync(configPath, 'utf8'), withUser);
+  t.false(existsSync(previousPath));
+
+  const screen = await pane.screen();
+  for (const secret of ['abcdefg', 'authpass', 'authpasX', 'privpas', 'authpas8', 'privpas8']) {
+    t.false(screen.includes(secret), `the screen shows ${secret}`);
+  }
   t.true(await pane.alive());
 });

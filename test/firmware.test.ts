@@ -17,6 +17,7 @@ import { create } from 'tar';
 
 import { applyBundle, readFirmwareHistory, readFirmwareState, rollbackFirmware, type FirmwareSystem } from '../firmware/apply.js';
 import { buildBundle, loadPrivateKey, loadPublicKey } from '../firmware/bundle.js';
+import { peerLinkFailure } from '../firmware/system.js';
 import { checkHardware } from '../hw/check.js';
 import { readHardwareFacts } from '../hw/detect.js';
 import { isCdrError } from '../services/common/errors.js';
@@ -440,4 +441,19 @@ test('manual rollback swaps versions', async (t) => {
   const json = JSON.parse((await cdrctl(['--config', writeConfig(nodeDir), 'firmware', 'status', '--json'])).stdout) as { current: { version: string }; history: unknown[] };
   t.is(json.current.version, '0.2.0');
   t.is(json.history.length, 5);
+});
+
+test('peer link check reads the replication state', (t) => {
+  const peer = { nodeId: 'cdr-b', host: '192.0.2.7', replicationPort: 7301 };
+  const cases: Array<[string, Parameters<typeof peerLinkFailure>[0], string | undefined]> = [
+    ['unpaired', { replicationState: 'unpaired' }, undefined],
+    ['tailing', { peer, replicationState: 'tailing' }, undefined],
+    ['connecting', { peer, replicationState: 'connecting' }, 'replication from peer cdr-b (192.0.2.7:7301) is connecting, not tailing'],
+    ['syncing', { peer, replicationState: 'syncing' }, 'replication from peer cdr-b (192.0.2.7:7301) is syncing, not tailing'],
+    ['disconnected', { peer, replicationState: 'disconnected' }, 'replication from peer cdr-b (192.0.2.7:7301) is disconnected, not tailing'],
+    ['no state', { peer }, 'replication from peer cdr-b (192.0.2.7:7301) is unknown, not tailing'],
+  ];
+  for (const [name, pairStatus, expected] of cases) {
+    t.is(peerLinkFailure(pairStatus), expected, name);
+  }
 });

@@ -2,14 +2,14 @@
  * `cdrctl console [--network-root DIR] [--root DIR]`: the technician console menu (firmware/console.ts).
  */
 
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { runConsole } from '../../../firmware/console.js';
 import { checkHardware } from '../../../hw/check.js';
 import { readHardwareFacts } from '../../../hw/detect.js';
 import { resolveUnder } from '../../common/config.js';
-import { EXIT_SUCCESS, type Command } from '../command.js';
+import { configPathFor, EXIT_SUCCESS, type Command } from '../command.js';
 
 export const consoleCommand: Command = {
   name: 'console',
@@ -31,6 +31,8 @@ export const consoleCommand: Command = {
       stateDir: join(config.paths.state, 'console'),
       firmwareDir: join(config.paths.state, 'firmware'),
       controlSocketPath: resolveUnder(config.paths.run, config.control.socket),
+      pairingSocketPath: resolveUnder(config.paths.run, config.pairing.socket),
+      configPath: resolve(configPathFor(context.configPath)),
       hardware: checkHardware(readHardwareFacts(values.root), { allowUnsupported: true }),
       checkHardwareForApply: () => checkHardware(readHardwareFacts(values.root), { allowUnsupported: false }),
       firmwarePublicKeyPath: config.firmware.publicKey,

@@ -4,15 +4,17 @@
  */
 
 import { X509Certificate } from 'node:crypto';
+import { resolve } from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import { parseArgs } from 'node:util';
 
 import { resolveUnder } from '../../common/config.js';
 import { CdrError } from '../../common/errors.js';
+import { ControlClient } from '../../../modules/protocol/control-client.js';
 import type { impcdr } from '../../../modules/protocol/generated/messages.js';
 import { checkFingerprint } from '../../pairing/host-key.js';
 import { PairingClient } from '../../pairing/local-client.js';
-import { EXIT_SUCCESS, usageError, withControl, type Command, type CommandContext } from '../command.js';
+import { EXIT_SUCCESS, usageError, type Command, type CommandContext } from '../command.js';
 
 /** Port of the pairing SSH listener when HOST has none. */
 export const DEFAULT_PAIRING_PORT = 7302;
@@ -68,11 +70,83 @@ export const pairCommand: Command = {
 /** Connects to this node's pairing daemon, runs `action`, and closes the connection. */
 export async function withPairing<T>(context: CommandContext, action: (client: PairingClient) => Promise<T>): Promise<T> {
   const config = context.loadConfig();
-  const client = await PairingClient.connect(resolveUnder(config.paths.run, config.pairing.socket));
+  return withPairingSocket(resolveUnder(config.paths.run, config.pairing.socket), action);
+}
+
+/** Connects to the pairing daemon at `socketPath`, runs `action`, and closes the connection. */
+export async function withPairingSocket<T>(socketPath: string, action: (client: PairingClient) => Promise<T>): Promise<T> {
+  const client = await PairingClient.connect(socketPath);
   try {
     return await action(client);
   } finally {
     client.close();
+  }
+}
+
+/** Pairing window that `open` started: the one-time code and what the joining node checks. */
+export interface OpenedWindow {
+  code: string;
+  hostKeyFingerprint: string;
+  /** Address and port of the pairing SSH listener, such as "127.0.0.1:7302". */
+  listen: string;
+  expiresAt: string;
+  maxAttempts: number;
+}
+
+/** Opens a pairing window for `seconds`, or for `pairing.windowSeconds` when `seconds` is 0. */
+export async function openPairingWindow(client: PairingClient, seconds: number): Promise<OpenedWindow> {
+  const { opened } = await client.call({ open: { seconds } });
+  return {
+    code: opened!.code!,
+    hostKeyFingerprint: opened!.hostKeyFingerprint!,
+    listen: opened!.listen!,
+    expiresAt: new Date(Number(opened!.expiresMs)).toISOString(),
+    maxAttempts: opened!.maxAttempts ?? 0,
+  };
+}
+
+/** Returns the SSH host key fingerprint of the pairing service at `host`:`port`, for the technician to confirm. */
+export async function probePairingHostKey(client: PairingClient, host: string, port: number): Promise<string> {
+  const { probe } = await client.call({ probe: { host, port } });
+  return probe!.hostKeyFingerprint!;
+}
+
+/**
+ * Pairs with the node at `host`:`port`, pinning `hostKeyFingerprint`, and returns the stored peer.
+ *
+ * @throws CdrError from the pairing daemon, such as `ERR_PAIR_CODE_INVALID` or `ERR_PAIR_FINGERPRINT_MISMATCH`
+ */
+export async function joinPeer(
+  client: PairingClient,
+  target: { host: string; port: number; hostKeyFingerprint: string; code: string },
+): Promise<impcdr.v1.IPeerRecord> {
+  const { pairStatus } = await client.call({ join: target });
+  return pairStatus!.peer!;
+}
+
+/** Forgets the peer here and, unless `localOnly`, on the peer over SSH. */
+export async function unpairPeer(client: PairingClient, localOnly: boolean): Promise<void> {
+  await client.call({ unpair: { localOnly } });
+}
+
+/** Reads the pairing state from the repository and from the pairing daemon, which may be down. */
+export async function readPairingStatus(
+  controlSocketPath: string,
+  pairingSocketPath: string,
+): Promise<{ status: impcdr.v1.IPairStatus; daemon?: impcdr.v1.IDaemonStatus; daemonError?: string }> {
+  const control = await ControlClient.connect(controlSocketPath);
+  let status: impcdr.v1.IPairStatus;
+  try {
+    status = (await control.call({ pairStatus: {} })).pairStatus!;
+  } finally {
+    control.close();
+  }
+
+  try {
+    const daemon = await withPairingSocket(pairingSocketPath, async (client) => (await client.call({ status: {} })).status!);
+    return { status, daemon };
+  } catch (error) {
+    return { status, daemonError: error instanceof CdrError ? `${error.message} (${error.code})` : String(error) };
   }
 }
 
@@ -82,14 +156,14 @@ async function openCommand(context: CommandContext, secondsText: string | undefi
     throw usageError(`--seconds must be an integer from 1 to 3600, got "${secondsText}"`);
   }
 
-  const { opened } = await withPairing(context, (client) => client.call({ open: { seconds } }));
+  const opened = await withPairing(context, (client) => openPairingWindow(client, seconds));
   context.stdout(
     [
-      `pairing window open until ${new Date(Number(opened!.expiresMs)).toISOString()} on ${opened!.listen}`,
-      `pairing code:           ${opened!.code}`,
-      `SSH host key:           ${opened!.hostKeyFingerprint}`,
-      `On the other node run:  cdrctl pair join THIS-ADDRESS:${opened!.listen!.split(':').pop()}`,
-      `and check that it shows the same host key. ${opened!.maxAttempts} wrong codes lock the window.`,
+      `pairing window open until ${opened.expiresAt} on ${opened.listen}`,
+      `pairing code:           ${opened.code}`,
+      `SSH host key:           ${opened.hostKeyFingerprint}`,
+      `On the other node run:  cdrctl pair join THIS-ADDRESS:${opened.listen.split(':').pop()}`,
+      `and check that it shows the same host key. ${opened.maxAttempts} wrong codes lock the window.`,
       '',
     ].join('\n'),
   );
@@ -122,8 +196,7 @@ async function joinWith(
   if (fingerprintOption !== undefined) {
     fingerprint = fingerprintOption;
   } else {
-    const { probe } = await client.call({ probe: { host, port } });
-    fingerprint = probe!.hostKeyFingerprint!;
+    fingerprint = await probePairingHostKey(client, host, port);
     const answer = await prompter.ask(
       context,
       `The pairing service at ${host}:${port} has SSH host key\n  ${fingerprint}\n` +
@@ -139,21 +212,17 @@ async function joinWith(
     throw usageError('the pairing code is empty; type the code "cdrctl pair open" printed on the other node');
   }
 
-  const { pairStatus } = await client.call({ join: { host, port, hostKeyFingerprint: fingerprint, code: code.trim() } });
-  const peer = pairStatus!.peer!;
+  const peer = await joinPeer(client, { host, port, hostKeyFingerprint: fingerprint, code: code.trim() });
   context.stdout(`paired with ${peer.nodeId} (replication ${peer.host}:${peer.replicationPort}, SSH host key ${peer.sshHostKeyFingerprint})\n`);
   return EXIT_SUCCESS;
 }
 
 async function status(context: CommandContext, json: boolean): Promise<number> {
-  const pairStatus = await withControl(context, async (control) => (await control.call({ pairStatus: {} })).pairStatus!);
-  let daemon: impcdr.v1.IDaemonStatus | undefined;
-  let daemonError: string | undefined;
-  try {
-    daemon = await withPairing(context, async (client) => (await client.call({ status: {} })).status!);
-  } catch (error) {
-    daemonError = error instanceof CdrError ? `${error.message} (${error.code})` : String(error);
-  }
+  const config = context.loadConfig();
+  const { status: pairStatus, daemon, daemonError } = await readPairingStatus(
+    context.socketPath ? resolve(context.socketPath) : resolveUnder(config.paths.run, config.control.socket),
+    resolveUnder(config.paths.run, config.pairing.socket),
+  );
 
   const value = pairStatusToJson(pairStatus, daemon);
   if (json) {

@@ -5,7 +5,7 @@
 import { parseArgs } from 'node:util';
 
 import { EXIT_SUCCESS, usageError, type Command } from '../command.js';
-import { withPairing } from './pair.js';
+import { unpairPeer, withPairing } from './pair.js';
 
 export const unpairCommand: Command = {
   name: 'unpair',
@@ -19,7 +19,7 @@ export const unpairCommand: Command = {
     const localOnly = values['local-only'];
 
     return withPairing(context, async (client) => {
-      await client.call({ unpair: { localOnly } });
+      await unpairPeer(client, localOnly);
       context.stdout(localOnly ? 'unpaired on this node only; run "cdrctl unpair --local-only" on the peer too if it still runs\n' : 'unpaired on both nodes\n');
       return EXIT_SUCCESS;
     });
