@@ -9,7 +9,7 @@ import test from 'ava';
 import { ImpProtocolClient } from '../modules/protocol/client.js';
 import { errorCodeFromWire } from '../modules/protocol/constants.js';
 import { createCertificateRequest, loadServerTlsMaterial, signClientCertificate } from '../services/repository/tls-material.js';
-import { connectClient, connectReady, enroll, removeNode, startNode, validHello, type ClientBundle, type TestNode } from './helpers/node.js';
+import { cdrctl, connectClient, connectReady, enroll, removeNode, startNode, validHello, type ClientBundle, type TestNode } from './helpers/node.js';
 
 let node: TestNode;
 let bundle: ClientBundle;
@@ -135,4 +135,13 @@ test('openssl verifies enrolled certificate against CA', async (t) => {
   const dir = join(node.dir, 'clients', 'imp-handshake');
   const { stdout } = await promisify(execFile)('openssl', ['verify', '-CAfile', join(dir, 'ca.pem'), '-purpose', 'sslclient', join(dir, 'client.pem')]);
   t.regex(stdout, /client\.pem: OK/);
+});
+
+test('enroll with a bad name is a usage error', async (t) => {
+  for (const name of ['../evil', 'imp 01', 'CN=foo,O=bar', 'x'.repeat(300)]) {
+    const result = await cdrctl(node, ['client', 'enroll', name, '--out', join(node.dir, 'clients', 'bad')]);
+    t.is(result.code, 2, name);
+    t.regex(result.stderr, /invalid client name .*\(ERR_CLI_USAGE\)/, name);
+    t.false(result.stderr.includes('x'.repeat(100)), 'a long name is shortened in the message');
+  }
 });

@@ -39,7 +39,7 @@ export function checkClientName(name: string): void {
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name)) {
     throw new CdrError(
       'ERR_TLS_ENROLL',
-      `invalid client name "${name}": use 1 to 64 letters, digits, dots, hyphens or underscores, starting with a letter or digit`,
+      `invalid client name "${name.length > 70 ? `${name.slice(0, 64)}...` : name}": use 1 to 64 letters, digits, dots, hyphens or underscores, starting with a letter or digit`,
       { details: { name } },
     );
   }

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
 import type { ControlClient } from '../../../modules/protocol/control-client.js';
-import { createCertificateRequest } from '../../repository/tls-material.js';
+import { checkClientName, createCertificateRequest } from '../../repository/tls-material.js';
 import { EXIT_SUCCESS, usageError, withControl, type Command, type CommandContext } from '../command.js';
 
 export const clientCommand: Command = {
@@ -41,6 +41,11 @@ async function enroll(context: CommandContext, client: ControlClient, args: stri
     throw usageError(`--days must be an integer from 1 to 3650, got "${days}"`);
   }
 
+  try {
+    checkClientName(name);
+  } catch (error) {
+    throw usageError((error as Error).message);
+  }
   const request = await createCertificateRequest(name);
   const { enroll } = await client.call({ enroll: { name, csrPem: request.csrPem, validDays } });
 
