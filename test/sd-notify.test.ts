@@ -218,3 +218,53 @@ test('supervision config limits', (t) => {
     t.true(isCdrError(error, code as 'ERR_CONFIG_INVALID'), `${key}: ${value} gave ${(error as { code?: string }).code}`);
   }
 });
+
+test('pairing and SNMP daemons notify systemd', async (t) => {
+  const { spawn } = await import('node:child_process');
+  const { PAIRING_MAIN } = await import('./helpers/pairing.js');
+  const { SNMP_MAIN, freeUdpPort, NOC_USER, TEST_ENGINE_ID } = await import('./helpers/snmp.js');
+
+  const snmpPort = await freeUdpPort();
+  const node = await startNode({
+    extraConfig: [
+      'pairing:',
+      '  port: 0',
+      'snmp:',
+      '  mode: standalone',
+      '  standalone:',
+      `    port: ${snmpPort}`,
+      `    engineId: ${TEST_ENGINE_ID}`,
+      '    users:',
+      `      - name: ${NOC_USER.name}`,
+      `        authPassphrase: ${NOC_USER.authPassphrase}`,
+      `        privPassphrase: ${NOC_USER.privPassphrase}`,
+    ].join('\n'),
+  });
+  t.teardown(async () => {
+    await node.stop();
+    removeNode(node);
+  });
+
+  for (const [main, status] of [
+    [PAIRING_MAIN, 'waiting for a pairing window'],
+    [SNMP_MAIN, 'serving IMP-CDR-MIB (standalone)'],
+  ] as const) {
+    const listener = new NotifyListener();
+    const child = spawn(process.execPath, [main, '--config', node.configPath], {
+      stdio: 'ignore',
+      env: { ...process.env, NOTIFY_SOCKET: listener.path, WATCHDOG_USEC: '200000' },
+    });
+    const exited = new Promise<number | null>((resolveExit) => child.once('exit', resolveExit));
+    try {
+      const ready = await listener.waitFor((datagram) => datagram.startsWith('READY=1'), 20_000);
+      t.is(listener.datagrams[ready], `READY=1\nSTATUS=${status}`);
+      await listener.waitFor(isWatchdog, 5000, ready);
+      child.kill('SIGTERM');
+      t.is(await exited, 0, main);
+      t.true(listener.datagrams.includes('STOPPING=1\nSTATUS=stopping on SIGTERM'), main);
+    } finally {
+      child.kill('SIGKILL');
+      listener.close();
+    }
+  }
+});
