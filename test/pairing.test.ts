@@ -51,6 +51,8 @@ interface Opened {
   code: string;
   fingerprint: string;
   port: number;
+  /** The `cdrctl pair join ...` line that `pair open` tells the technician to run on the other node. */
+  joinCommand: string;
 }
 
 async function open(node: PairingNode, args: string[] = []): Promise<Opened> {
@@ -60,6 +62,7 @@ async function open(node: PairingNode, args: string[] = []): Promise<Opened> {
     code: /^pairing code: +(\S+)$/m.exec(result.stdout)![1]!,
     fingerprint: /^SSH host key: +(\S+)$/m.exec(result.stdout)![1]!,
     port: Number(/ on 127\.0\.0\.1:(\d+)$/m.exec(result.stdout)![1]),
+    joinCommand: /^On the other node run: +(.+)$/m.exec(result.stdout)![1]!,
   };
 }
 
@@ -104,6 +107,7 @@ test.serial('pair open fingerprint matches ssh-keyscan', async (t) => {
 
 test.serial('pairing stores both peer records', async (t) => {
   const opened = await open(b);
+  t.is(opened.joinCommand, `cdrctl pair join 127.0.0.1:${opened.port}`);
   const result = await join(a, b, opened.fingerprint, opened.code);
   t.is(result.code, 0, result.stderr);
 

@@ -157,12 +157,16 @@ async function openCommand(context: CommandContext, secondsText: string | undefi
   }
 
   const opened = await withPairing(context, (client) => openPairingWindow(client, seconds));
+  // A wildcard listener has no single address to show; the technician fills in this node's address.
+  const port = opened.listen.split(':').pop();
+  const host = opened.listen.slice(0, opened.listen.length - (port?.length ?? 0) - 1);
+  const joinAddress = ['0.0.0.0', '::', '[::]', ''].includes(host) ? `THIS-ADDRESS:${port}` : opened.listen;
   context.stdout(
     [
       `pairing window open until ${opened.expiresAt} on ${opened.listen}`,
       `pairing code:           ${opened.code}`,
       `SSH host key:           ${opened.hostKeyFingerprint}`,
-      `On the other node run:  cdrctl pair join THIS-ADDRESS:${opened.listen.split(':').pop()}`,
+      `On the other node run:  cdrctl pair join ${joinAddress}`,
       `and check that it shows the same host key. ${opened.maxAttempts} wrong codes lock the window.`,
       '',
     ].join('\n'),
