@@ -29,7 +29,7 @@ export interface CdrConfig {
     handshakeTimeoutMs: number;
     /** Time without any frame after which a connection is closed, in milliseconds. @defaultValue 300000 */
     idleTimeoutMs: number;
-    /** Address IMPs are told to use for this node (in the peer list of the other node); empty means `host`. @defaultValue '' */
+    /** Address of this node that the other node sends to IMPs in its failover list; empty means `host`. @defaultValue '' */
     advertiseHost: string;
   };
   replication: {
@@ -37,7 +37,7 @@ export interface CdrConfig {
     host: string;
     /** TCP port of the replication listener; 0 picks a free port. @defaultValue 7301 */
     port: number;
-    /** Address the peer is told to connect to; empty means `host`. @defaultValue '' */
+    /** Address the peer connects to for replication; empty means `host`. @defaultValue '' */
     advertiseHost: string;
     /** Log entries kept for a peer that has not applied them; a peer further behind resyncs by snapshot. @defaultValue 1000000 */
     logRetentionEntries: number;

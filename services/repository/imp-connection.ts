@@ -32,7 +32,7 @@ export interface TrafficCounters {
   errors: number;
 }
 
-/** What a connection needs from the server that owns it. */
+/** Services and settings a connection uses from the server that owns it. */
 export interface ConnectionContext {
   config: Readonly<CdrConfig>;
   index: ReputationIndex;
@@ -118,8 +118,8 @@ export class ImpConnection {
   }
 
   /**
-   * Stops taking requests, waits up to `timeoutMs` for those in flight, tells the client the server is
-   * shutting down and closes.
+   * Stops taking requests, waits up to `timeoutMs` for those in flight, sends the client a
+   * SHUTTING_DOWN error and closes.
    */
   async shutdown(timeoutMs: number): Promise<void> {
     if (this.#state === 'closed') {
@@ -427,7 +427,7 @@ export class ImpConnection {
     }
   }
 
-  /** Answers one request with an Error and keeps the connection open. */
+  /** Replies to one request with an Error and keeps the connection open. */
   #rejectRequest(requestId: number, code: CdrError['code'], message: string): void {
     this.#context.traffic.errors += 1;
     this.#log.warn({ requestId, code }, message);
@@ -462,7 +462,7 @@ export class ImpConnection {
     }
     const frame = encodeFrame(proto.ServerMessage.encode(message).finish());
     if (!this.#socket.write(frame)) {
-      // The client reads slower than it asks: stop reading its requests until the answers drain.
+      // The client reads responses slower than it sends requests: stop reading until the responses drain.
       this.#socket.pause();
     }
   }

@@ -206,7 +206,7 @@ export class ReputationIndex {
     };
 
     // NOTE: a commit that lands while this read runs drops the key from the cache before the read stores
-    // its older value; that value is then served for at most cacheMaxAgeMs.
+    // its older value. That value is then served for at most cacheMaxAgeMs.
     if (this.#cacheMaxEntries > 0 && policyAtStart === this.#policy) {
       this.#cache.delete(id);
       this.#cache.set(id, { value, computedMs: now });
