@@ -158,7 +158,7 @@ test.serial('IMP enrolled on one node fails over to the other', async (t) => {
     t.true(await eventually(async () => (await lookupMessages(onB, ['198.18.7.7'])).get('198.18.7.7')!.messages === 4));
     await onB.close();
 
-    // The replay window replicated with the data, so B tells the IMP where to continue.
+    // The replay window replicated with the data, so B returns the sequence the IMP continues above.
     const again = await ImpProtocolClient.connect({ host: peer.host!, port: peer.port!, ...bundle });
     const resumed = await again.hello({ impId: 'imp-failover', clusterId: 'c', model: 'M300', oosVersion: '2.6', moduleVersion: '1' });
     t.is(Number(resumed.helloAccepted?.lastSequence), 1);

@@ -1,5 +1,5 @@
 /**
- * What an IMP knows about one SMTP session, and the per-object counter deltas it turns into. A session
+ * The facts an IMP records about one SMTP session, and the per-object counter deltas they turn into. A session
  * counts for the client IP, the envelope sender's address and domain, and the header From domain. An
  * object that plays two roles in one session (the envelope and From domain are often the same) is
  * counted once. The HELO name is not reported, because the client chooses it freely.

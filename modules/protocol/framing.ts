@@ -14,7 +14,7 @@
 
 import { CdrError } from '../../services/common/errors.js';
 
-/** Longest varint the decoder reads: five bytes hold any 32-bit length. */
+/** Maximum length of the length varint, in bytes: five bytes encode any 32-bit length. */
 export const MAX_VARINT_BYTES = 5;
 
 /** Prefixes `payload` with its length as a varint. */

@@ -15,7 +15,7 @@ export const EXIT_SUCCESS = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
 
-/** What a command receives besides its own arguments. */
+/** Options and services a command receives besides its own arguments. */
 export interface CommandContext {
   /** `--config FILE` as given, if any. */
   configPath: string | undefined;
@@ -68,7 +68,7 @@ export function createContext(configPath: string | undefined, socketPath: string
   return context;
 }
 
-/** Connects, runs `action` with the client, and closes the client whatever happens. */
+/** Connects, runs `action` with the client, and closes the client whether `action` succeeds or throws. */
 export async function withControl<T>(context: CommandContext, action: (client: ControlClient) => Promise<T>): Promise<T> {
   const client = await context.connect();
   try {

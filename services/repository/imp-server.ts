@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 
+import { listenTcp } from '../common/listen.js';
 import type { Logger } from '../common/logger.js';
 import { ImpConnection, type ConnectionContext, type TrafficCounters } from './imp-connection.js';
 import type { ServerTlsMaterial } from './tls-material.js';
@@ -64,17 +65,10 @@ export class ImpServer {
   }
 
   /** Starts listening and resolves with the bound address. */
-  listen(host: string, port: number): Promise<{ host: string; port: number }> {
-    return new Promise((resolveListen, rejectListen) => {
-      this.#server.once('error', rejectListen);
-      this.#server.listen(port, host, () => {
-        this.#server.off('error', rejectListen);
-        const address = this.#server.address();
-        const bound = typeof address === 'object' && address ? { host: address.address, port: address.port } : { host, port };
-        this.#log.info(bound, 'IMP listener ready');
-        resolveListen(bound);
-      });
-    });
+  async listen(host: string, port: number): Promise<{ host: string; port: number }> {
+    const bound = await listenTcp(this.#server, host, port);
+    this.#log.info(bound, 'IMP listener ready');
+    return bound;
   }
 
   /** Stops accepting, lets requests in flight finish for up to `timeoutMs`, then closes every connection. */

@@ -222,7 +222,7 @@ export class Repository {
     return undefined;
   }
 
-  /** One line for `systemctl status`: listener, clients and traffic. */
+  /** Returns one line for `systemctl status`: listener, clients and traffic. */
   statusLine(): string {
     const clients = [...(this.#impServer?.connections ?? [])].filter((connection) => connection.identity).length;
     const traffic = this.#impServer?.traffic;
@@ -335,7 +335,7 @@ export class Repository {
     this.#log.info({ peer: previous?.nodeId }, 'peer removed');
   }
 
-  /** The node's status, as `cdrctl status` shows it. */
+  /** Returns the node's status, as `cdrctl status` shows it. */
   status(): impcdr.v1.IStatus {
     const traffic = this.#impServer?.traffic;
     const cache = this.#index?.cacheStats();

@@ -14,6 +14,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 
 import { verdictFromWire, type VerdictName } from '../../protocol/constants.js';
 import { CdrError } from '../../../services/common/errors.js';
+import { listenTcp } from '../../../services/common/listen.js';
 import type { Logger } from '../../../services/common/logger.js';
 import type { ImpClient } from '../imp-client.js';
 import { normaliseIp, type SessionReport } from '../session.js';
@@ -81,13 +82,10 @@ export class PolicyServer {
 
   /** Listens and returns the bound port. */
   async listen(): Promise<number> {
-    await new Promise<void>((resolveListen, rejectListen) => {
-      this.#server.once('error', rejectListen);
-      this.#server.listen(this.#options.port, this.#options.host, () => resolveListen());
-    });
+    const bound = await listenTcp(this.#server, this.#options.host, this.#options.port);
     this.#sweepTimer = setInterval(() => this.#reportAbandoned(Date.now()), 30_000);
     this.#sweepTimer.unref();
-    return (this.#server.address() as { port: number }).port;
+    return bound.port;
   }
 
   async close(): Promise<void> {

@@ -111,7 +111,7 @@ function decompress(bytes: Bytes, name: string): Bytes {
     const entries = Object.entries(files);
     const chosen = entries.find(([fileName]) => /\.xml$/i.test(fileName)) ?? entries[0];
     if (!chosen) {
-      throw new Error('the archive holds no file within the size limit');
+      throw new Error('the archive contains no file within the size limit');
     }
     return chosen[1];
   } catch (error) {

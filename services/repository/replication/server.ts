@@ -6,6 +6,7 @@
 import { X509Certificate } from 'node:crypto';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 
+import { listenTcp } from '../../common/listen.js';
 import type { Logger } from '../../common/logger.js';
 import { proto } from '../../../modules/protocol/constants.js';
 import { encodeFrame, FrameDecoder } from '../../../modules/protocol/framing.js';
@@ -62,17 +63,10 @@ export class ReplicationServer {
     }
   }
 
-  listen(host: string, port: number): Promise<{ host: string; port: number }> {
-    return new Promise((resolveListen, rejectListen) => {
-      this.#server.once('error', rejectListen);
-      this.#server.listen(port, host, () => {
-        this.#server.off('error', rejectListen);
-        const address = this.#server.address();
-        const bound = typeof address === 'object' && address ? { host: address.address, port: address.port } : { host, port };
-        this.#log.info(bound, 'replication listener ready');
-        resolveListen(bound);
-      });
-    });
+  async listen(host: string, port: number): Promise<{ host: string; port: number }> {
+    const bound = await listenTcp(this.#server, host, port);
+    this.#log.info(bound, 'replication listener ready');
+    return bound;
   }
 
   async close(): Promise<void> {
