@@ -17,7 +17,6 @@ const execFileAsync = promisify(execFile);
 const UNITS = [
   { unit: 'imp-cdr-repository.service', main: '/opt/imp-cdr/dist/services/repository/main.js' },
   { unit: 'imp-cdr-snmp.service', main: '/opt/imp-cdr/dist/services/snmp/main.js' },
-  { unit: 'imp-cdr-api.service', main: '/opt/imp-cdr/dist/services/api/main.js' },
   { unit: 'imp-cdr-pairing.service', main: '/opt/imp-cdr/dist/services/pairing/main.js' },
 ];
 const POLL_INTERVAL_MS = 1000;

@@ -43,6 +43,8 @@ cp packaging/systemd/*.service packaging/systemd/*.target "$root/lib/systemd/sys
 cp packaging/debian/sysusers.conf "$root/usr/lib/sysusers.d/imp-cdr.conf"
 cp packaging/debian/tmpfiles.conf "$root/usr/lib/tmpfiles.d/imp-cdr.conf"
 cp packaging/debian/cdr.yaml "$root/etc/imp-cdr/cdr.yaml"
+mkdir -p "$root/etc/snmp/snmpd.conf.d"
+cp packaging/debian/snmpd.conf "$root/etc/snmp/snmpd.conf.d/imp-cdr.conf"
 install -m 0755 packaging/debian/cdrctl "$root/usr/bin/cdrctl"
 
 mib="$(find services modules packaging -name 'IMP-CDR-MIB*' -type f 2>/dev/null | head -n 1)"

@@ -3,8 +3,9 @@
  * with dpkg -i. It starts the installed repository as the imp-cdr user with the installed configuration
  * and queries it with the installed cdrctl. Then it removes and purges the package and checks what is left.
  *
- * systemd does not run as PID 1 here, so the test starts the daemon the way its unit would (same
- * command, user and NOTIFY_SOCKET protocol) with setpriv instead of systemctl. The test needs root and
+ * The host's PID 1 is not systemd, so this test starts the daemon the way its unit would (same
+ * command, user and NOTIFY_SOCKET protocol) with setpriv instead of systemctl; test/systemd-boot.test.ts
+ * runs the same package under systemd in a container. The test needs root and
  * dpkg, and it uses the installed configuration's IMP port 7300 on 127.0.0.1.
  */
 
@@ -31,7 +32,7 @@ const REMOVED_ON_PURGE = [
   '/lib/systemd/system/imp-cdr.target',
   '/lib/systemd/system/imp-cdr-repository.service',
   '/lib/systemd/system/imp-cdr-snmp.service',
-  '/lib/systemd/system/imp-cdr-api.service',
+  '/etc/snmp/snmpd.conf.d/imp-cdr.conf',
   '/lib/systemd/system/imp-cdr-pairing.service',
   '/usr/lib/sysusers.d/imp-cdr.conf',
   '/usr/lib/tmpfiles.d/imp-cdr.conf',

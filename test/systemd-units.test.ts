@@ -16,7 +16,7 @@ import { ROOT } from './helpers/node.js';
 
 const execFileAsync = promisify(execFile);
 const UNIT_DIR = join(ROOT, 'packaging', 'systemd');
-const SERVICES = ['imp-cdr-repository', 'imp-cdr-snmp', 'imp-cdr-api', 'imp-cdr-pairing'];
+const SERVICES = ['imp-cdr-repository', 'imp-cdr-snmp', 'imp-cdr-pairing'];
 
 /**
  * Exposure scores of systemd 252 (Debian 12), from 0 (fully confined) to 10. A change to the hardening
@@ -27,7 +27,6 @@ const SERVICES = ['imp-cdr-repository', 'imp-cdr-snmp', 'imp-cdr-api', 'imp-cdr-
 const EXPOSURE: Record<string, string> = {
   'imp-cdr-repository': '1.7',
   'imp-cdr-snmp': '1.4',
-  'imp-cdr-api': '1.4',
   'imp-cdr-pairing': '1.4',
 };
 
@@ -78,11 +77,11 @@ test('verify reports a broken unit', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'imp-cdr-units-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   copyFileSync(join(UNIT_DIR, 'imp-cdr.target'), join(dir, 'imp-cdr.target'));
-  const text = readFileSync(join(UNIT_DIR, 'imp-cdr-api.service'), 'utf8').replace('WatchdogSec=30', 'WatchdogSec=thirty');
-  writeFileSync(join(dir, 'imp-cdr-api.service'), text);
+  const text = readFileSync(join(UNIT_DIR, 'imp-cdr-pairing.service'), 'utf8').replace('WatchdogSec=30', 'WatchdogSec=thirty');
+  writeFileSync(join(dir, 'imp-cdr-pairing.service'), text);
 
-  const result = await run('systemd-analyze', ['verify', join(dir, 'imp-cdr-api.service')]);
-  t.regex(result.stderr, /imp-cdr-api\.service:\d+: Failed to parse sec value, ignoring: thirty/);
+  const result = await run('systemd-analyze', ['verify', join(dir, 'imp-cdr-pairing.service')]);
+  t.regex(result.stderr, /imp-cdr-pairing\.service:\d+: Failed to parse sec value, ignoring: thirty/);
 });
 
 for (const name of SERVICES) {

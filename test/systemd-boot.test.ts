@@ -1,0 +1,166 @@
+/**
+ * The Debian package under systemd as PID 1. The test boots systemd in a throw-away container whose
+ * root is an overlay of this machine's root (test/helpers/systemd-container.ts), installs the package
+ * there with dpkg -i, and checks what the units promise: every daemon of imp-cdr.target reaches
+ * `active` through READY=1 under the full hardening of its unit, shows its STATUS= line, pings the
+ * watchdog, comes back after kill -9, is killed and restarted by systemd when it stops pinging, and
+ * stops cleanly with the target. Nothing is installed on the host.
+ */
+
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
+
+import test from 'ava';
+
+import { ROOT } from './helpers/node.js';
+import { SystemdContainer } from './helpers/systemd-container.js';
+
+const execFileAsync = promisify(execFile);
+
+const SERVICES = ['imp-cdr-repository.service', 'imp-cdr-snmp.service', 'imp-cdr-pairing.service'];
+
+/** CAP_NET_BIND_SERVICE, bit 10: the one capability the repository unit keeps. */
+const CAP_NET_BIND_SERVICE = 0x400n;
+
+/** Fields of /proc/PID/status inside the container. */
+async function processStatus(container: SystemdContainer, pid: string): Promise<Record<string, string>> {
+  const result = await container.run(['cat', `/proc/${pid}/status`]);
+  return Object.fromEntries(result.stdout.split('\n').filter((line) => line.includes(':')).map((line) => [line.slice(0, line.indexOf(':')), line.slice(line.indexOf(':') + 1).trim()]));
+}
+
+const isRoot = process.getuid?.() === 0;
+
+(isRoot ? test.serial : test.serial.skip)('the package runs under systemd as PID 1', async (t) => {
+  t.timeout(420_000);
+  const work = mkdtempSync(join(tmpdir(), 'imp-cdr-systemd-'));
+  let container: SystemdContainer | undefined;
+  t.teardown(async () => {
+    await container?.stop();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  container = await SystemdContainer.boot(work);
+  const built = await execFileAsync('bash', [join(ROOT, 'packaging', 'build-deb.sh'), container.shareDir], { timeout: 240_000, maxBuffer: 16 * 1024 * 1024 });
+  t.log(built.stdout.trim());
+  const deb = readdirSync(container.shareDir).find((name) => name.endsWith('.deb'));
+  t.truthy(deb, 'build-deb.sh wrote no package');
+
+  // snmpd is the AgentX master the subagent registers with; the postinst restarts it with the
+  // package's snmpd.conf.d file.
+  t.is((await container.run(['systemctl', 'start', 'snmpd.service'])).code, 0);
+  const installed = await container.run(['dpkg', '-i', `/mnt/host-share/${deb}`]);
+  t.is(installed.code, 0, installed.stdout + installed.stderr);
+
+  // Type=notify: `active` means the daemon sent READY=1.
+  for (const unit of SERVICES) {
+    const state = await container.waitFor(
+      `${unit} to become active`,
+      async () => {
+        const properties = await container!.show(unit, ['ActiveState', 'SubState', 'Result']);
+        if (properties['ActiveState'] === 'failed') {
+          const journal = await container!.run(['journalctl', '--no-pager', '-n', '30', '-u', unit]);
+          t.fail(`${unit} failed: ${journal.stdout}`);
+          return properties;
+        }
+        return properties['ActiveState'] === 'active' ? properties : undefined;
+      },
+      120_000,
+    );
+    t.is(state['SubState'], 'running', unit);
+  }
+  t.is((await container.run(['systemctl', 'is-active', 'imp-cdr.target'])).stdout.trim(), 'active');
+
+  const repository = await container.show('imp-cdr-repository.service', ['MainPID', 'StatusText', 'NRestarts', 'WatchdogUSec', 'WatchdogTimestampMonotonic']);
+  t.regex(repository['StatusText']!, /^serving IMPs on 127\.0\.0\.1:7300; \d+ clients, \d+ observations, \d+ lookups$/);
+  t.is(repository['NRestarts'], '0');
+  t.is(repository['WatchdogUSec'], '30s');
+  for (const unit of ['imp-cdr-snmp.service', 'imp-cdr-pairing.service']) {
+    t.not((await container.show(unit, ['StatusText']))['StatusText'], '', `${unit} sends no STATUS= line`);
+  }
+
+  // The hardening of the unit is in force on the running process.
+  const status = await processStatus(container, repository['MainPID']!);
+  const serviceUser = await container.run(['id', '-u', 'imp-cdr']);
+  t.is(status['Uid']!.split(/\s+/)[0], serviceUser.stdout.trim());
+  t.is(status['NoNewPrivs'], '1');
+  t.is(status['Seccomp'], '2');
+  t.is(BigInt(`0x${status['CapEff']}`), CAP_NET_BIND_SERVICE);
+  t.is(BigInt(`0x${status['CapBnd']}`), CAP_NET_BIND_SERVICE);
+  const mounts = await container.run(['cat', `/proc/${repository['MainPID']}/mountinfo`]);
+  const rootMount = mounts.stdout.split('\n').find((line) => line.split(' ')[4] === '/');
+  t.regex(rootMount ?? '', /\sro[,\s]/, 'ProtectSystem=strict leaves / read-only');
+
+  // The installed cdrctl talks to the supervised repository.
+  const cdrctl = await container.run(['cdrctl', 'status']);
+  t.is(cdrctl.code, 0, cdrctl.stderr);
+  t.regex(cdrctl.stdout, /state open/);
+
+  // Watchdog pings: systemd records each one; the daemon pings every WatchdogSec/2 = 15 s.
+  const firstPing = Number(repository['WatchdogTimestampMonotonic']);
+  const laterPing = await container.waitFor(
+    'a later watchdog ping',
+    async () => {
+      const ping = Number((await container!.show('imp-cdr-repository.service', ['WatchdogTimestampMonotonic']))['WatchdogTimestampMonotonic']);
+      return ping > firstPing ? ping : undefined;
+    },
+    40_000,
+  );
+  t.true(laterPing > firstPing);
+
+  // kill -9: Restart=on-failure brings the repository back with a new process.
+  t.is((await container.run(['systemctl', 'kill', '--signal=SIGKILL', '--kill-whom=main', 'imp-cdr-repository.service'])).code, 0);
+  const restarted = await container.waitFor(
+    'the repository to restart after SIGKILL',
+    async () => {
+      const properties = await container!.show('imp-cdr-repository.service', ['ActiveState', 'MainPID', 'NRestarts']);
+      return properties['ActiveState'] === 'active' && properties['NRestarts'] === '1' ? properties : undefined;
+    },
+    60_000,
+  );
+  t.not(restarted['MainPID'], repository['MainPID']);
+
+  // A daemon that stops pinging is killed by systemd and restarted. A drop-in shortens WatchdogSec to
+  // 4 s for this step; SIGSTOP freezes the event loop as a wedged daemon would. A stopped process
+  // keeps systemd's SIGABRT pending, so TimeoutAbortSec= bounds the wait for the SIGKILL after it.
+  const dropIn = '/run/systemd/system/imp-cdr-repository.service.d';
+  await container.run(['mkdir', '-p', dropIn]);
+  await container.run(['sh', '-c', `printf '[Service]\\nWatchdogSec=4\\nTimeoutAbortSec=3\\n' > ${dropIn}/watchdog.conf`]);
+  await container.run(['systemctl', 'daemon-reload']);
+  t.is((await container.run(['systemctl', 'restart', 'imp-cdr-repository.service'])).code, 0);
+  const beforeStop = await container.show('imp-cdr-repository.service', ['MainPID', 'NRestarts', 'WatchdogUSec']);
+  t.is(beforeStop['WatchdogUSec'], '4s');
+  // Two pings at 2 s intervals show the shorter watchdog is served before the daemon is frozen.
+  await sleep(5_000);
+  t.is((await container.show('imp-cdr-repository.service', ['ActiveState']))['ActiveState'], 'active');
+  await container.run(['systemctl', 'kill', '--signal=SIGSTOP', '--kill-whom=main', 'imp-cdr-repository.service']);
+  const afterWatchdog = await container.waitFor(
+    'systemd to restart the frozen repository',
+    async () => {
+      const properties = await container!.show('imp-cdr-repository.service', ['ActiveState', 'MainPID', 'NRestarts']);
+      return properties['ActiveState'] === 'active' && properties['MainPID'] !== beforeStop['MainPID'] && properties['MainPID'] !== '0' ? properties : undefined;
+    },
+    60_000,
+  );
+  t.is(Number(afterWatchdog['NRestarts']), Number(beforeStop['NRestarts']) + 1);
+  const journal = await container.run(['journalctl', '--no-pager', '-u', 'imp-cdr-repository.service']);
+  t.regex(journal.stdout, /Watchdog timeout/);
+
+  // Stopping the target stops every daemon cleanly: SIGTERM, STOPPING=1, exit status 0.
+  t.is((await container.run(['systemctl', 'stop', 'imp-cdr.target'])).code, 0);
+  for (const unit of SERVICES) {
+    const stopped = await container.show(unit, ['ActiveState', 'Result', 'ExecMainStatus']);
+    t.is(stopped['ActiveState'], 'inactive', unit);
+    t.is(stopped['Result'], 'success', unit);
+    t.is(stopped['ExecMainStatus'], '0', unit);
+  }
+
+  // Purge inside the container leaves no unit behind.
+  const purged = await container.run(['dpkg', '--purge', 'imp-cdr']);
+  t.is(purged.code, 0, purged.stdout + purged.stderr);
+  const units = await container.run(['systemctl', 'list-unit-files', '--no-legend', 'imp-cdr*']);
+  t.is(units.stdout.trim(), '');
+});
