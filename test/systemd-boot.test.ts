@@ -4,13 +4,14 @@
  * there with dpkg -i, and checks what the units promise: every daemon of imp-cdr.target reaches
  * `active` through READY=1 under the full hardening of its unit, shows its STATUS= line, pings the
  * watchdog, comes back after kill -9, is killed and restarted by systemd when it stops pinging, and
- * stops cleanly with the target. Nothing is installed on the host.
+ * stops cleanly with the target. A second test applies firmware bundles there with the installed
+ * cdrctl: a good one is committed, a broken one rolled back. Nothing is installed on the host.
  */
 
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 
@@ -163,4 +164,74 @@ const isRoot = process.getuid?.() === 0;
   t.is(purged.code, 0, purged.stdout + purged.stderr);
   const units = await container.run(['systemctl', 'list-unit-files', '--no-legend', 'imp-cdr*']);
   t.is(units.stdout.trim(), '');
+});
+
+/** Repacks `deb` as version `version`; `breakRepository` makes the repository daemon exit at start. */
+async function repack(deb: string, version: string, out: string, breakRepository = false): Promise<void> {
+  const tree = `${out}.tree`;
+  await execFileAsync('dpkg-deb', ['-R', deb, tree]);
+  const controlPath = join(tree, 'DEBIAN', 'control');
+  writeFileSync(controlPath, readFileSync(controlPath, 'utf8').replace(/^Version: .*$/m, `Version: ${version}`));
+  if (breakRepository) {
+    const main = join(tree, 'opt', 'imp-cdr', 'dist', 'services', 'repository', 'main.js');
+    writeFileSync(main, `throw new Error('firmware ${version} cannot start');\n${readFileSync(main, 'utf8')}`);
+  }
+  await execFileAsync('dpkg-deb', ['--root-owner-group', '-Zgzip', '--build', tree, out], { maxBuffer: 16 * 1024 * 1024 });
+  rmSync(tree, { recursive: true, force: true });
+}
+
+(isRoot ? test.serial : test.serial.skip)('firmware apply commits or rolls back under systemd', async (t) => {
+  t.timeout(600_000);
+  const work = mkdtempSync(join(tmpdir(), 'imp-cdr-systemd-'));
+  let container: SystemdContainer | undefined;
+  t.teardown(async () => {
+    await container?.stop();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  container = await SystemdContainer.boot(work);
+  const share = container.shareDir;
+  const built = await execFileAsync('bash', [join(ROOT, 'packaging', 'build-deb.sh'), share], { timeout: 240_000, maxBuffer: 16 * 1024 * 1024 });
+  const deb = built.stdout.trim().split('\n').pop()!;
+  const cdrctlOnHost = ['node', join(ROOT, 'dist', 'services', 'cdrctl', 'main.js')];
+  await execFileAsync(cdrctlOnHost[0]!, [...cdrctlOnHost.slice(1), 'firmware', 'keygen', '--out', join(share, 'keys')]);
+  for (const [version, broken] of [['0.2.0', false], ['0.3.0', true]] as const) {
+    // A bundle's payload keeps the Debian file name, imp-cdr_VERSION_ARCH.deb.
+    const repacked = join(share, basename(deb).replace(/_[^_]+_/, `_${version}_`));
+    await repack(deb, version, repacked, broken);
+    await execFileAsync(cdrctlOnHost[0]!, [...cdrctlOnHost.slice(1), 'firmware', 'build', '--deb', repacked, '--key', join(share, 'keys', 'signing-key.pem'), '--out', join(share, `${version}.bundle`)]);
+  }
+
+  t.is((await container.run(['systemctl', 'start', 'snmpd.service'])).code, 0);
+  const installed = await container.run(['dpkg', '-i', `/mnt/host-share/${basename(deb)}`]);
+  t.is(installed.code, 0, installed.stderr);
+  await container.run(['sh', '-c', `printf 'firmware:\\n  readyTimeoutMs: 30000\\n' >> /etc/imp-cdr/cdr.yaml`]);
+  const activeRepository = () =>
+    container!.waitFor('the repository to become active', async () => ((await container!.show('imp-cdr-repository.service', ['ActiveState']))['ActiveState'] === 'active' ? true : undefined), 120_000);
+  await activeRepository();
+
+  const apply = (version: string) =>
+    container!.run(['cdrctl', 'firmware', 'apply', `/mnt/host-share/${version}.bundle`, '--public-key', '/mnt/host-share/keys/release-key.pem', '--allow-unsupported'], 300_000);
+  const installedVersion = async () => (await container!.run(['dpkg-query', '-W', '-f', '${Version}', 'imp-cdr'])).stdout.trim();
+
+  // A good bundle is installed, every unit reports ready, and the version is committed.
+  const good = await apply('0.2.0');
+  t.is(good.code, 0, good.stdout + good.stderr);
+  t.regex(good.stdout, /firmware 0\.2\.0 applied and committed/);
+  t.is(await installedVersion(), '0.2.0');
+
+  // A bundle whose repository cannot start is rolled back by apply itself, and the services run again.
+  const bad = await apply('0.3.0');
+  t.is(bad.code, 1, bad.stdout + bad.stderr);
+  t.regex(bad.stderr, /firmware 0\.3\.0 rolled back to 0\.2\.0: .*imp-cdr-repository\.service/);
+  t.is(await installedVersion(), '0.2.0');
+  await activeRepository();
+  const journal = await container.run(['journalctl', '--no-pager', '-u', 'imp-cdr-repository.service']);
+  t.regex(journal.stdout, /firmware 0\.3\.0 cannot start/);
+
+  const status = await container.run(['cdrctl', 'firmware', 'status']);
+  t.is(status.code, 0, status.stderr);
+  t.regex(status.stdout, /0\.2\.0/);
+  const cdrctl = await container.run(['cdrctl', 'status']);
+  t.is(cdrctl.code, 0, cdrctl.stderr);
 });
