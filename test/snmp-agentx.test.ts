@@ -174,6 +174,14 @@ test.serial('subagent reconnects after snmpd restart', async (t) => {
   }
   t.is(state, 'open');
   t.true(agent.output.filter((line) => line.includes('AgentX session open')).length >= 2);
+
+  // The tables are registered again too, not only the scalars.
+  const clients = await netSnmp('snmptable', [...v3Args(), '-Cf', '|', '-CH', target, 'IMP-CDR-MIB::impCdrClientTable']);
+  t.is(clients.code, 0, clients.stderr);
+  t.is(clients.stdout.trim().split('|')[0], 'imp-agentx-1');
+  const feeds = await netSnmp('snmptable', [...v3Args(), '-Cf', '|', '-CH', target, 'IMP-CDR-MIB::impCdrFeedTable']);
+  t.is(feeds.code, 0, feeds.stderr);
+  t.is(feeds.stdout.trim().split('|')[0], 'drop');
 });
 
 test.serial('node down seen through snmpd', async (t) => {
