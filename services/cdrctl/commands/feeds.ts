@@ -3,8 +3,10 @@
  * and the query-through DNSBL counters.
  */
 
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 
+import { CdrError } from '../../common/errors.js';
 import type { ControlClient } from '../../../modules/protocol/control-client.js';
 import type { impcdr } from '../../../modules/protocol/generated/messages.js';
 import { EXIT_FAILURE, EXIT_SUCCESS, usageError, withControl, type Command, type CommandContext } from '../command.js';
@@ -16,7 +18,8 @@ export const feedsCommand: Command = {
     'feeds add ID SOURCE FORMAT [OPTIONS]  add a feed and import it now; SOURCE is a file path or http(s) URL,',
     '                                      FORMAT one of ip4set, ip4trie, ip6trie, dnset, combined, iplist, domainlist, dmarc;',
     '                                      --zone NAME (served by the DNS front), --category WORD (default block),',
-    '                                      --refresh SECONDS (0: manual), --max-bytes BYTES, --timeout MS',
+    '                                      --refresh SECONDS (0: manual), --max-bytes BYTES, --timeout MS,',
+    '                                      --ca FILE (PEM CA certificates that an https source must chain to)',
     'feeds remove ID                       remove a feed and its stored versions',
     'feeds refresh [ID]                    refresh one feed, or every feed, now',
     'feeds status ID                       show one feed in detail, with the bad lines of its version',
@@ -34,6 +37,7 @@ const OPTIONS: Record<string, keyof impcdr.v1.IFeedDefinition> = {
   '--refresh': 'refreshSeconds',
   '--max-bytes': 'maxBytes',
   '--timeout': 'timeoutMs',
+  '--ca': 'caPem',
 };
 
 async function feeds(context: CommandContext, client: ControlClient, args: string[]): Promise<number> {
@@ -47,7 +51,7 @@ async function feeds(context: CommandContext, client: ControlClient, args: strin
     case 'add': {
       const [id, source, format, ...options] = rest;
       if (!id || !source || !format) {
-        throw usageError('use: cdrctl feeds add ID SOURCE FORMAT [--zone NAME] [--category WORD] [--refresh SECONDS] [--max-bytes BYTES] [--timeout MS]');
+        throw usageError('use: cdrctl feeds add ID SOURCE FORMAT [--zone NAME] [--category WORD] [--refresh SECONDS] [--max-bytes BYTES] [--timeout MS] [--ca FILE]');
       }
       // A URL is passed as given, so that the repository names an unsupported scheme; a path is made absolute.
       const feed: impcdr.v1.IFeedDefinition = { id, source: /^[a-z][a-z0-9+.-]*:\/\//i.test(source) ? source : resolve(source), format };
@@ -57,7 +61,10 @@ async function feeds(context: CommandContext, client: ControlClient, args: strin
         if (!field || value === undefined) {
           throw usageError(`unknown option or missing value: ${options[index]}; options are ${Object.keys(OPTIONS).join(', ')}`);
         }
-        if (field === 'zone' || field === 'category') {
+        if (field === 'caPem') {
+          // cdrctl reads the file, so that the repository stores the certificates and sends them to the peer.
+          feed.caPem = readCaFile(value);
+        } else if (field === 'zone' || field === 'category') {
           feed[field] = value;
         } else {
           if (!/^[0-9]+$/.test(value)) {
@@ -133,6 +140,15 @@ function age(ms: number | Long | null | undefined): string {
 
 type Long = { toNumber(): number };
 
+/** Reads the PEM file of `--ca`. */
+function readCaFile(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new CdrError('ERR_CLI_USAGE', `cannot read the CA file ${file}: ${(error as Error).message}`, { cause: error });
+  }
+}
+
 function formatTable(feeds: impcdr.v1.IFeedInfo[]): string {
   const lines = ['ID\tFORMAT\tVERSION\tENTRIES\tAGE\tLAST SUCCESS\tLAST ERROR'];
   for (const info of feeds) {
@@ -160,6 +176,7 @@ function formatDetail(info: impcdr.v1.IFeedInfo): string {
     `zone:          ${definition.zone || '-'}`,
     `category:      ${definition.category}`,
     `refresh:       ${Number(definition.refreshSeconds) === 0 ? 'manual' : `${definition.refreshSeconds}s`}`,
+    `ca:            ${definition.caPem ? 'feed CA certificates' : 'system CAs'}`,
     `version:       ${info.version}${Number(info.version) > 0 ? `, imported ${age(info.importedMs)} ago` : ''}`,
     `entries:       ${info.entries} (${info.exclusions} exclusions), ${info.bytes} bytes, ${info.encoding || '-'}`,
     `bad lines:     ${info.badLines}`,

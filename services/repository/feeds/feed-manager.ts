@@ -246,6 +246,7 @@ export class FeedManager {
         source: definition.source,
         maxBytes: definition.maxBytes,
         timeoutMs: definition.timeoutMs,
+        caPem: definition.caPem,
         ...(feed.version?.etag ? { etag: feed.version.etag } : {}),
         ...(feed.version?.lastModified ? { lastModified: feed.version.lastModified } : {}),
       });

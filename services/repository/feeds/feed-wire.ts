@@ -39,5 +39,6 @@ export function definitionFromWire(wire: impcdr.v1.IFeedDefinition | null | unde
     refreshSeconds: wire?.refreshSeconds ? Number(wire.refreshSeconds) : defaults.refreshSeconds,
     maxBytes: wire?.maxBytes ? Number(wire.maxBytes) : defaults.maxBytes,
     timeoutMs: wire?.timeoutMs ? Number(wire.timeoutMs) : defaults.timeoutMs,
+    caPem: wire?.caPem ?? '',
   };
 }
