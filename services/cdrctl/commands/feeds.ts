@@ -20,8 +20,8 @@ export const feedsCommand: Command = {
     '                                      --zone NAME (served by the DNS front), --category WORD (default block),',
     '                                      --refresh SECONDS (0: manual), --max-bytes BYTES, --timeout MS,',
     '                                      --ca FILE (PEM CA certificates that an https source must chain to)',
-    'feeds remove ID                       remove a feed and its stored versions',
-    'feeds refresh [ID]                    refresh one feed, or every feed, now',
+    'feeds remove ID                       remove a feed and its stored versions, on both nodes of a pair',
+    'feeds refresh [ID]                    fetch one feed, or every feed, now on this node',
     'feeds status ID                       show one feed in detail, with the bad lines of its version',
     'feeds export FORMAT FILE              write the feeds in force as rbldnsd (combined) or jsonl',
     'feeds dnsbl                           show the query-through DNSBL counters',
@@ -45,7 +45,7 @@ async function feeds(context: CommandContext, client: ControlClient, args: strin
   switch (subcommand) {
     case 'list': {
       const { feeds: list } = await client.call({ feedList: {} });
-      context.stdout(formatTable(list?.feeds ?? []));
+      context.stdout(formatTable(list ?? {}));
       return EXIT_SUCCESS;
     }
     case 'add': {
@@ -75,7 +75,7 @@ async function feeds(context: CommandContext, client: ControlClient, args: strin
       }
       const { feeds: added } = await client.call({ feedAdd: { feed } });
       const info = added!.feeds![0]!;
-      context.stdout(formatDetail(info));
+      context.stdout(formatDetail(info, added!.nodeId ?? ''));
       return info.lastErrorCode ? EXIT_FAILURE : EXIT_SUCCESS;
     }
     case 'remove': {
@@ -91,7 +91,7 @@ async function feeds(context: CommandContext, client: ControlClient, args: strin
         throw usageError('use: cdrctl feeds refresh [ID]');
       }
       const { feeds: refreshed } = await client.call({ feedRefresh: { id: rest[0] ?? '' } });
-      context.stdout(formatTable(refreshed?.feeds ?? []));
+      context.stdout(formatTable(refreshed ?? {}));
       return (refreshed?.feeds ?? []).some((info) => info.lastErrorCode) ? EXIT_FAILURE : EXIT_SUCCESS;
     }
     case 'status': {
@@ -99,7 +99,7 @@ async function feeds(context: CommandContext, client: ControlClient, args: strin
         throw usageError('use: cdrctl feeds status ID');
       }
       const { feeds: status } = await client.call({ feedStatus: { id: rest[0] } });
-      context.stdout(formatDetail(status!.feeds![0]!));
+      context.stdout(formatDetail(status!.feeds![0]!, status!.nodeId ?? ''));
       return EXIT_SUCCESS;
     }
     case 'export': {
@@ -131,7 +131,12 @@ function age(ms: number | Long | null | undefined): string {
   if (value === 0) {
     return 'never';
   }
-  const seconds = Math.max(0, Math.round((Date.now() - value) / 1000));
+  return duration(Date.now() - value);
+}
+
+/** Formats a span of milliseconds as whole seconds, minutes or hours. */
+function duration(ms: number): string {
+  const seconds = Math.max(0, Math.round(ms / 1000));
   if (seconds < 120) {
     return `${seconds}s`;
   }
@@ -149,9 +154,17 @@ function readCaFile(file: string): string {
   }
 }
 
-function formatTable(feeds: impcdr.v1.IFeedInfo[]): string {
-  const lines = ['ID\tFORMAT\tVERSION\tENTRIES\tAGE\tLAST SUCCESS\tLAST ERROR'];
-  for (const info of feeds) {
+/** Formats a node id, marking the node that sent the response. */
+function nodeName(nodeId: string | null | undefined, self: string): string {
+  if (!nodeId) {
+    return '-';
+  }
+  return nodeId === self ? `${nodeId} (this node)` : nodeId;
+}
+
+function formatTable(list: impcdr.v1.IFeedList): string {
+  const lines = ['ID\tFORMAT\tVERSION\tENTRIES\tAGE\tLAST SUCCESS\tBY\tLAST ERROR'];
+  for (const info of list.feeds ?? []) {
     lines.push(
       [
         info.definition?.id,
@@ -160,6 +173,7 @@ function formatTable(feeds: impcdr.v1.IFeedInfo[]): string {
         info.entries,
         age(info.importedMs),
         age(info.lastSuccessMs),
+        info.lastSuccessNodeId || '-',
         info.lastErrorCode ? `${info.lastErrorCode}: ${info.lastError}` : '-',
       ].join('\t'),
     );
@@ -167,8 +181,9 @@ function formatTable(feeds: impcdr.v1.IFeedInfo[]): string {
   return `${lines.join('\n')}\n`;
 }
 
-function formatDetail(info: impcdr.v1.IFeedInfo): string {
+function formatDetail(info: impcdr.v1.IFeedInfo, self: string): string {
   const definition = info.definition ?? {};
+  const lastSuccess = Number(info.lastSuccessMs ?? 0) === 0 ? 'never' : `${age(info.lastSuccessMs)} ago by ${nodeName(info.lastSuccessNodeId, self)}${info.lastSuccessUnchanged ? ', source unchanged' : ''}`;
   const lines = [
     `id:            ${definition.id}`,
     `source:        ${definition.source}`,
@@ -181,8 +196,20 @@ function formatDetail(info: impcdr.v1.IFeedInfo): string {
     `entries:       ${info.entries} (${info.exclusions} exclusions), ${info.bytes} bytes, ${info.encoding || '-'}`,
     `bad lines:     ${info.badLines}`,
     ...(info.lineErrors ?? []).map((lineError) => `  ${definition.source}:${lineError.line}: ${lineError.reason}`),
-    `last success:  ${age(info.lastSuccessMs)}`,
-    `last error:    ${info.lastErrorCode ? `${info.lastErrorCode}: ${info.lastError}` : '-'}`,
+    `preferred:     ${nodeName(info.preferredNodeId, self)}`,
+    `next refresh:  ${nextRefresh(info, self)}`,
+    `last success:  ${lastSuccess}`,
+    `last error:    ${info.lastErrorCode ? `${info.lastErrorCode}: ${info.lastError} (this node, ${age(info.lastErrorMs)} ago)` : '-'}`,
   ];
   return `${lines.join('\n')}\n`;
+}
+
+/** Formats when this node fetches the feed next, with the condition when it is not the preferred node. */
+function nextRefresh(info: impcdr.v1.IFeedInfo, self: string): string {
+  const dueMs = Number(info.nextRefreshMs ?? 0);
+  if (dueMs === 0) {
+    return 'manual';
+  }
+  const when = dueMs <= Date.now() ? 'now' : `in ${duration(dueMs - Date.now())}`;
+  return info.preferredNodeId === self || !self ? `${when} on this node` : `${when} on this node, unless ${info.preferredNodeId} refreshes first`;
 }

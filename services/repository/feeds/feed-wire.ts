@@ -25,6 +25,10 @@ export function feedToWire(feed: FeedView): impcdr.v1.IFeedInfo {
     lastError: status.lastError?.message ?? '',
     lastErrorMs: status.lastError?.atMs ?? 0,
     encoding: version?.encoding ?? '',
+    lastSuccessNodeId: status.lastSuccessNodeId,
+    lastSuccessUnchanged: status.lastSuccessUnchanged,
+    preferredNodeId: feed.preferredNodeId,
+    nextRefreshMs: feed.nextRefreshMs,
   };
 }
 
