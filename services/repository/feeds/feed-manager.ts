@@ -71,6 +71,8 @@ export interface FeedView {
   preferredNodeId: string;
   /** When this node refreshes unless a refresh is recorded first, Unix ms, or 0 for manual feeds. */
   nextRefreshMs: number;
+  /** Time past the due time that this node waits for the preferred node, in ms, or 0 on the preferred node. */
+  refreshGraceMs: number;
 }
 
 /** A listing of an object by a feed, as lookups return it. */
@@ -657,6 +659,7 @@ export class FeedManager {
       },
       preferredNodeId: preferredNode(feed.definition.id, this.#nodeId, this.#peerNodeId()),
       nextRefreshMs: this.#nextRefreshMs(feed) ?? 0,
+      refreshGraceMs: this.#isPreferred(feed) ? 0 : fallbackGraceMs(feed.definition, this.#grace),
     };
   }
 }

@@ -29,6 +29,7 @@ export function feedToWire(feed: FeedView): impcdr.v1.IFeedInfo {
     lastSuccessUnchanged: status.lastSuccessUnchanged,
     preferredNodeId: feed.preferredNodeId,
     nextRefreshMs: feed.nextRefreshMs,
+    refreshGraceMs: feed.refreshGraceMs,
   };
 }
 
