@@ -98,6 +98,8 @@ export interface LogEntry {
   sequence: number;
   committedMs: number;
   puts: [string, unknown][];
+  /** `puts` as JSON, when `readLog` measured the entry against a byte budget. */
+  putsJson?: string;
 }
 
 export interface IndexStoreOptions {
@@ -480,8 +482,13 @@ export class IndexStore {
     let bytes = 0;
     for await (const [key, value] of this.#db.iterator({ gt: `l${SEP}${hex(afterSequence, 16)}`, lt: `l${SEP}${END}`, limit: max })) {
       const entry = value as { t: number; puts: [string, unknown][] };
-      entries.push({ sequence: parseInt(key.slice(2), 16), committedMs: entry.t, puts: entry.puts });
-      bytes += maxBytes === Infinity ? 0 : JSON.stringify(entry.puts).length;
+      if (maxBytes === Infinity) {
+        entries.push({ sequence: parseInt(key.slice(2), 16), committedMs: entry.t, puts: entry.puts });
+        continue;
+      }
+      const putsJson = JSON.stringify(entry.puts);
+      entries.push({ sequence: parseInt(key.slice(2), 16), committedMs: entry.t, puts: entry.puts, putsJson });
+      bytes += putsJson.length;
       if (bytes >= maxBytes) {
         break;
       }

@@ -174,7 +174,7 @@ export class ReplicationServer {
           entries: entries.map((entry) => ({
             sequence: entry.sequence,
             committedMs: entry.committedMs,
-            putsJson: Buffer.from(JSON.stringify(entry.puts)),
+            putsJson: Buffer.from(entry.putsJson ?? JSON.stringify(entry.puts)),
           })),
           headSequence: this.#store.logHead,
           truncated: false,
