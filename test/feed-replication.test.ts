@@ -17,9 +17,10 @@ const DMARC_REPORT = join(SHARED_DATA, 'dmarc', 'parsedmarc', 'extract_report', 
 
 /** Refresh interval of the test feeds, the shortest a definition accepts. */
 const INTERVAL_SECONDS = 60;
-/** The feeds' fetch timeout, which with the settings below is also the grace period of the other node. */
 const FEED_TIMEOUT_MS = 2000;
-const FEED_SETTINGS = ['feeds:', '  fallbackGraceSeconds: 1', '  fallbackGracePercent: 0'];
+/** Grace period of the node that is not preferred: the settings below, longer than the feed timeout. */
+const GRACE_MS = 5000;
+const FEED_SETTINGS = ['feeds:', `  fallbackGraceSeconds: ${GRACE_MS / 1000}`, '  fallbackGracePercent: 0'];
 
 interface Pair {
   a: TestNode;
@@ -151,7 +152,7 @@ test('one fetch per interval across the pair', async (t) => {
     state.body = NEW_DROP;
     state.etag = '"2023"';
     t.true(await eventually(async () => state.requests >= 2, (INTERVAL_SECONDS + 20) * 1000), 'the scheduled refresh fetched');
-    await new Promise((resolveWait) => setTimeout(resolveWait, FEED_TIMEOUT_MS + 5000));
+    await new Promise((resolveWait) => setTimeout(resolveWait, GRACE_MS + 5000));
     t.is(state.requests, 2, 'one fetch for the interval, not one per node');
     t.regex(field(await status(a, id), 'last success'), /ago by node-b$/);
     t.regex(field(await status(b, id), 'last success'), /ago by node-b \(this node\)$/);
@@ -209,7 +210,7 @@ test('other node fetches when preferred is down', async (t) => {
     await b.kill();
     state.body = NEW_DROP;
     state.etag = '"2023"';
-    const deadlineMs = addedMs + INTERVAL_SECONDS * 1000 + FEED_TIMEOUT_MS + 15_000;
+    const deadlineMs = addedMs + INTERVAL_SECONDS * 1000 + GRACE_MS + 15_000;
     t.true(await eventually(async () => state.requests >= 2, deadlineMs - Date.now()), 'node-a fetched within interval and grace');
     t.true(await eventually(async () => listedBy(a, '103.13.140.1', id)));
     t.regex(field(await status(a, id), 'last success'), /ago by node-a \(this node\)$/);
