@@ -28,6 +28,8 @@ const bounds = [
   { section: 'feeds', key: 'refreshSeconds', minimum: 0, maximum: 604_800 },
   { section: 'feeds', key: 'maxBytes', minimum: 1, maximum: 1_073_741_824 },
   { section: 'feeds', key: 'timeoutMs', minimum: 100, maximum: 600_000 },
+  { section: 'feeds', key: 'fallbackGraceSeconds', minimum: 0, maximum: 86_400 },
+  { section: 'feeds', key: 'fallbackGracePercent', minimum: 0, maximum: 100 },
   { section: 'dns', key: 'port', minimum: 0, maximum: 65535 },
   { section: 'dns', key: 'defaultTtl', minimum: 0, maximum: 2_147_483_647 },
   { section: 'dnsbl', key: 'timeoutMs', minimum: 100, maximum: 60_000 },

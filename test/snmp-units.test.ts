@@ -120,8 +120,8 @@ const HOUR_MS = 3_600_000;
 const AT_MS = Date.UTC(2026, 11, 4, 21, 0, 0);
 
 /** Builds a feed with refresh 3600 s whose last refresh started and succeeded `ageMs` before AT_MS. */
-function feedInfo(overrides: { id?: string; ageMs?: number; refreshSeconds?: number; lastAttemptMs?: number; lastSuccessMs?: number; lastErrorCode?: string }) {
-  const { id = 'drop', ageMs = 0, refreshSeconds = 3600, lastErrorCode = '' } = overrides;
+function feedInfo(overrides: { id?: string; ageMs?: number; refreshSeconds?: number; lastAttemptMs?: number; lastSuccessMs?: number; lastErrorCode?: string; refreshGraceMs?: number }) {
+  const { id = 'drop', ageMs = 0, refreshSeconds = 3600, lastErrorCode = '', refreshGraceMs = 0 } = overrides;
   const lastSuccessMs = overrides.lastSuccessMs ?? AT_MS - ageMs;
   return {
     definition: { id, refreshSeconds },
@@ -129,6 +129,7 @@ function feedInfo(overrides: { id?: string; ageMs?: number; refreshSeconds?: num
     lastAttemptMs: overrides.lastAttemptMs ?? lastSuccessMs,
     lastSuccessMs,
     lastErrorCode,
+    refreshGraceMs,
   };
 }
 
@@ -140,6 +141,9 @@ test('feed state rule table', (t) => {
     { title: 'one second beyond the interval', feed: { ageMs: HOUR_MS + 1000 }, expected: 'stale' },
     { title: 'refresh running, started on time', feed: { ageMs: HOUR_MS + 20_000, lastAttemptMs: AT_MS - 20_000 }, expected: 'ok' },
     { title: 'refresh running, started late', feed: { ageMs: 2 * HOUR_MS, lastAttemptMs: AT_MS - 5000 }, expected: 'stale' },
+    { title: 'other node, grace exactly', feed: { ageMs: HOUR_MS + 360_999, refreshGraceMs: 360_000 }, expected: 'ok' },
+    { title: 'other node, second past grace', feed: { ageMs: HOUR_MS + 361_000, refreshGraceMs: 360_000 }, expected: 'stale' },
+    { title: 'grace rounded up to seconds', feed: { ageMs: HOUR_MS + 1000, refreshGraceMs: 1 }, expected: 'ok' },
     { title: 'last refresh failed', feed: { lastErrorCode: 'ERR_FEED_FETCH' }, expected: 'failed' },
     { title: 'failed, retry running', feed: { lastErrorCode: 'ERR_FEED_FETCH', lastAttemptMs: AT_MS + 1 }, expected: 'failed' },
     { title: 'never succeeded, failed', feed: { lastSuccessMs: 0, lastAttemptMs: AT_MS - 1000, lastErrorCode: 'ERR_FEED_NOT_FOUND' }, expected: 'failed' },

@@ -174,6 +174,13 @@ export interface CdrConfig {
     maxBytes: number;
     /** Fetch timeout of a feed added without one, in milliseconds. @defaultValue 30000 */
     timeoutMs: number;
+    /**
+     * Minimum time, in seconds, that the node that is not the feed's preferred node waits after a
+     * refresh is due before it fetches itself because no refresh was recorded. @defaultValue 30
+     */
+    fallbackGraceSeconds: number;
+    /** The same wait as a percentage of the feed's refresh interval. The longer of the two applies. @defaultValue 10 */
+    fallbackGracePercent: number;
   };
   dns: {
     /** Serve feed zones (and the index zone) over DNS. @defaultValue true */
@@ -350,7 +357,7 @@ export const DEFAULT_CONFIG: CdrConfig = {
   },
   supervision: { extendTimeoutMs: 60_000, healthCheckTimeoutMs: 5_000 },
   firmware: { publicKey: '/opt/imp-cdr/firmware/release-key.pem', readyTimeoutMs: 120_000 },
-  feeds: { refreshSeconds: 3600, maxBytes: 64 * 1024 * 1024, timeoutMs: 30_000 },
+  feeds: { refreshSeconds: 3600, maxBytes: 64 * 1024 * 1024, timeoutMs: 30_000, fallbackGraceSeconds: 30, fallbackGracePercent: 10 },
   dns: { enabled: true, host: '127.0.0.1', port: 5353, defaultTtl: 2100, indexZone: '' },
   dnsbl: { resolvers: [], timeoutMs: 2000, negativeTtlSeconds: 300, maxTtlSeconds: 86_400, lists: [] },
 };
@@ -515,6 +522,8 @@ export const CONFIG_SCHEMA = section({
     refreshSeconds: integer(0, 604_800),
     maxBytes: integer(1, 1_073_741_824),
     timeoutMs: integer(100, 600_000),
+    fallbackGraceSeconds: integer(0, 86_400),
+    fallbackGracePercent: integer(0, 100),
   }),
   dns: section({
     enabled: { type: 'boolean' },

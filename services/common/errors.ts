@@ -122,6 +122,7 @@ export const ERROR_CODES = {
   ERR_FEED_TIMEOUT: 'Fetching the feed timed out',
   ERR_FEED_TOO_LARGE: 'Feed data is larger than the size limit',
   ERR_FEED_TRUNCATED: 'Feed data is shorter than announced',
+  ERR_FEED_TLS: 'The feed server certificate does not verify',
   ERR_FEED_EMPTY: 'Feed data has no entries',
   ERR_FEED_FORMAT: 'Feed data is not in the feed format',
   ERR_FEED_LISTS_EVERYTHING: 'Feed data lists the whole address space',

@@ -15,7 +15,7 @@ import type { impcdr } from '../../modules/protocol/generated/messages.js';
 import type { ReputationIndex } from './reputation-index.js';
 import { signClientCertificate } from './tls-material.js';
 import { entryError, kindOfWireKey, reputationToWire } from './wire.js';
-import type { FeedManager } from './feeds/feed-manager.js';
+import type { FeedManager, FeedView } from './feeds/feed-manager.js';
 import { definitionFromWire, feedToWire } from './feeds/feed-wire.js';
 import { writeExport } from './feeds/export.js';
 import type { CdrConfig } from '../common/config-schema.js';
@@ -196,25 +196,25 @@ export class ControlServer {
         return { pairStatus: this.#context.pairStatus() };
 
       case 'feedList':
-        return { feeds: { feeds: this.#context.feeds.list().map(feedToWire) } };
+        return { feeds: this.#feedList(this.#context.feeds.list()) };
 
       case 'feedAdd': {
         const added = await this.#context.feeds.add(definitionFromWire(request.feedAdd?.feed, this.#context.feedDefaults));
-        return { feeds: { feeds: [feedToWire(added)] } };
+        return { feeds: this.#feedList([added]) };
       }
 
       case 'feedRemove':
         await this.#context.feeds.remove(request.feedRemove?.id ?? '');
-        return { feeds: { feeds: this.#context.feeds.list().map(feedToWire) } };
+        return { feeds: this.#feedList(this.#context.feeds.list()) };
 
       case 'feedRefresh': {
         const id = request.feedRefresh?.id ?? '';
         const refreshed = id === '' ? await this.#context.feeds.refreshAll() : [await this.#context.feeds.refresh(id)];
-        return { feeds: { feeds: refreshed.map(feedToWire) } };
+        return { feeds: this.#feedList(refreshed) };
       }
 
       case 'feedStatus':
-        return { feeds: { feeds: [feedToWire(this.#context.feeds.get(request.feedStatus?.id ?? ''))] } };
+        return { feeds: this.#feedList([this.#context.feeds.get(request.feedStatus?.id ?? '')]) };
 
       case 'export': {
         const path = request.export?.path ?? '';
@@ -229,6 +229,10 @@ export class ControlServer {
       default:
         throw new CdrError('ERR_PROTO_UNKNOWN_MESSAGE_TYPE', 'control request has no body this repository knows');
     }
+  }
+
+  #feedList(feeds: FeedView[]): impcdr.v1.IFeedList {
+    return { feeds: feeds.map(feedToWire), nodeId: this.#context.feeds.nodeId };
   }
 
   #send(socket: Socket, response: impcdr.v1.IControlResponse): void {

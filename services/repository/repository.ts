@@ -113,7 +113,8 @@ export class Repository {
     this.#replicationIdentity = await loadReplicationIdentity(tlsDir, this.#nodeId);
     this.#peer = loadPeer(config.paths.state);
 
-    this.#external = await ExternalSources.start(config, this.#store, this.#index, log);
+    this.#external = await ExternalSources.start(config, this.#store, this.#index, { nodeId: this.#nodeId, clock: this.#clock, peerNodeId: () => this.#peer?.nodeId }, log);
+    const feeds = this.#external.feeds;
 
     const subscriptions = new SubscriptionRegistry(log);
     const index = this.#index;
@@ -128,9 +129,12 @@ export class Repository {
       nodeId: this.#nodeId,
       log,
       logRetentionEntries: config.replication.logRetentionEntries,
-      onApplied: ({ policyChanged }) => {
+      onApplied: ({ policyChanged, feedIds }) => {
         if (policyChanged) {
           index.reloadPolicy().catch((error: unknown) => log.error({ err: error }, 'loading the replicated policy failed'));
+        }
+        if (feedIds.size > 0) {
+          void feeds.applyReplicated(feedIds);
         }
       },
       onStateChange: (state) => log.info({ state, peer: this.#peer?.nodeId }, 'replication state changed'),
@@ -323,6 +327,7 @@ export class Repository {
     this.#peer = peer;
     this.#impServer?.trustPeerCa(peer.impCaPem);
     await this.#replicator?.setPeer(peer);
+    this.#external?.feeds.rescheduleAll();
     this.#log.info({ peer: peer.nodeId, host: peer.host, port: peer.replicationPort, sshFingerprint: peer.sshHostKeyFingerprint }, 'peer stored');
   }
 
@@ -332,6 +337,7 @@ export class Repository {
     this.#peer = undefined;
     this.#impServer?.trustPeerCa('');
     await this.#replicator?.setPeer(undefined);
+    this.#external?.feeds.rescheduleAll();
     this.#log.info({ peer: previous?.nodeId }, 'peer removed');
   }
 

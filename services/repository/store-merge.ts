@@ -7,6 +7,12 @@
  * - replay window (`s`): union of the applied sequences
  * - policy in force (`p NUL current`): the later hybrid logical clock timestamp, node id as tie-break
  * - policy history (`p NUL v NUL version`): the first value written; a version is never rewritten
+ * - feed definition or tombstone (`f NUL d`), feed version in force (`f NUL v`) and last successful
+ *   refresh (`f NUL r`): the later hybrid logical clock timestamp, as for the policy
+ * - feed bytes chunk (`f NUL b`): the later timestamp. The key names the content (its SHA-256), so
+ *   both values carry the same bytes and only the timestamp differs.
+ *
+ * A feed's status (`f NUL s`) is local: each node keeps its own last attempt and last error.
  */
 
 import { compareHlc, type HlcTimestamp } from './hlc.js';
@@ -22,11 +28,23 @@ export interface MergeResult {
 
 const SEP = '\u0000';
 
-/** Key prefixes that replicate; everything else (object counts, log, checkpoints) is local. */
-export const REPLICATED_PREFIXES = ['c', 'o', 'p', 's'] as const;
+/**
+ * Key prefixes that replicate, in key order. Everything else (object counts, log, checkpoints, audit,
+ * feed status) is local.
+ */
+export const REPLICATED_PREFIXES = [
+  `c${SEP}`,
+  `f${SEP}b${SEP}`,
+  `f${SEP}d${SEP}`,
+  `f${SEP}r${SEP}`,
+  `f${SEP}v${SEP}`,
+  `o${SEP}`,
+  `p${SEP}`,
+  `s${SEP}`,
+] as const;
 
 export function isReplicatedKey(key: string): boolean {
-  return key.length > 1 && key[1] === SEP && (REPLICATED_PREFIXES as readonly string[]).includes(key[0]!);
+  return REPLICATED_PREFIXES.some((prefix) => key.startsWith(prefix));
 }
 
 /** Merges `remote` into `local` (undefined when the key is absent locally) by the rule of the key's prefix. */
@@ -66,19 +84,34 @@ export function mergeValue(key: string, local: unknown, remote: unknown): MergeR
       if (key.startsWith(`p${SEP}v${SEP}`)) {
         return { value: undefined };
       }
-      const localStamp = (local as { hlc?: HlcTimestamp }).hlc;
-      const remoteStamp = (remote as { hlc?: HlcTimestamp }).hlc;
-      if (!remoteStamp) {
-        return { value: undefined };
-      }
-      if (!localStamp || compareHlc(remoteStamp, localStamp) > 0) {
-        return { value: remote };
-      }
-      const same = compareHlc(remoteStamp, localStamp) === 0;
-      return { value: undefined, conflict: !same && remoteStamp.nodeId !== localStamp.nodeId };
+      return lastWriterWins(local, remote, true);
+    }
+
+    case 'f': {
+      // Only definitions and versions are conflicts to audit. Refresh records and chunks of two nodes
+      // that both fetched are expected to differ.
+      const reportConflict = key.startsWith(`f${SEP}d${SEP}`) || key.startsWith(`f${SEP}v${SEP}`);
+      return lastWriterWins(local, remote, reportConflict);
     }
 
     default:
       return { value: undefined };
   }
+}
+
+/**
+ * Keeps the value with the later `hlc`. A value without one (written before replication carried it)
+ * loses to any value with one, and a remote value without one never replaces the local value.
+ */
+function lastWriterWins(local: unknown, remote: unknown, reportConflict: boolean): MergeResult {
+  const localStamp = (local as { hlc?: HlcTimestamp }).hlc;
+  const remoteStamp = (remote as { hlc?: HlcTimestamp }).hlc;
+  if (!remoteStamp) {
+    return { value: undefined };
+  }
+  if (!localStamp || compareHlc(remoteStamp, localStamp) > 0) {
+    return { value: remote };
+  }
+  const same = compareHlc(remoteStamp, localStamp) === 0;
+  return { value: undefined, conflict: reportConflict && !same && remoteStamp.nodeId !== localStamp.nodeId };
 }

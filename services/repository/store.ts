@@ -13,15 +13,17 @@
  *     a NUL timeMs NUL n                          -> audit entry: a replication conflict and its outcome
  *     p NUL current                               -> policy in force { version, yaml, appliedMs, hlc }
  *     p NUL v NUL version                         -> every policy applied, by version
- *     f NUL d NUL feedId                          -> feed definition
+ *     f NUL d NUL feedId                          -> feed definition, or its tombstone after removal
  *     f NUL v NUL feedId                          -> feed version in force: metadata of the last good import
- *     f NUL b NUL feedId NUL version NUL chunk    -> that version's raw bytes, base64, in chunks
- *     f NUL s NUL feedId                          -> feed status: last attempt, success and error
+ *     f NUL r NUL feedId                          -> feed's last successful refresh, on either node
+ *     f NUL b NUL feedId NUL sha256 NUL chunk     -> raw bytes of the version with that SHA-256, base64, in chunks
+ *     f NUL s NUL feedId                          -> feed status of this node: last attempt and error
  *
  * `bucket` is the bucket's start in Unix seconds as 10 hex digits and `logSequence` 16 hex digits, so
  * that byte order is time order. Counter slots belong to one node each and only grow, so replicas can
- * merge them by maximum (see store-merge.ts for every rule). Object counts (`n`), the log, checkpoints
- * and audit entries are local to the node.
+ * merge them by maximum (see store-merge.ts for every rule). Object counts (`n`), the log, checkpoints,
+ * audit entries and feed status (`f NUL s`) are local to the node; feeds/feed-records.ts describes the
+ * feed records.
  */
 
 import { ClassicLevel } from 'classic-level';
@@ -33,6 +35,7 @@ import { COUNTER_FIELDS } from '../../modules/protocol/counters.js';
 import type { BucketCounters } from './reputation.js';
 import { ReplayWindow, type StoredReplayWindow } from './replay-window.js';
 import type { HlcTimestamp } from './hlc.js';
+import { feedIdOfIndexKey } from './feeds/feed-records.js';
 import { isReplicatedKey, mergeValue, REPLICATED_PREFIXES } from './store-merge.js';
 
 const SEP = '\u0000';
@@ -61,11 +64,42 @@ export interface StoredPolicy {
   hlc?: HlcTimestamp;
 }
 
+/** The changes that `IndexStore.applyRemote` made. */
+export interface RemoteApplyResult {
+  /** Ids (see `objectId`) of objects whose counters or records changed. */
+  touched: Set<string>;
+  /** Whether the policy in force changed. */
+  policyChanged: boolean;
+  /** Ids of feeds with a changed definition, version, refresh record or chunk. */
+  feedIds: Set<string>;
+}
+
+/** A write to a feed record, its key without the `f NUL` prefix. */
+export type FeedRecordOperation = { type: 'put'; key: string; value: unknown } | { type: 'del'; key: string };
+
+/** Read access to the feed records inside `IndexStore.transactFeedRecords`. */
+export interface FeedRecordReader {
+  get(key: string): Promise<unknown>;
+  getMany(keys: string[]): Promise<unknown[]>;
+  /** Keys (without the `f NUL` prefix) that start with `prefix`, in key order. */
+  keys(prefix: string): Promise<string[]>;
+}
+
+/** Operations that `transactFeedRecords` writes in one batch. */
+export interface FeedTransaction {
+  /** Records that replicate. Each is merged into the stored value and logged only when it changes it. */
+  replicated: [string, unknown][];
+  /** Writes that are neither merged nor logged: the local status, and deletions of local copies. */
+  local: FeedRecordOperation[];
+}
+
 /** One replication log entry as stored and as sent to the peer. */
 export interface LogEntry {
   sequence: number;
   committedMs: number;
   puts: [string, unknown][];
+  /** `puts` as JSON, when `readLog` measured the entry against a byte budget. */
+  putsJson?: string;
 }
 
 export interface IndexStoreOptions {
@@ -431,18 +465,33 @@ export class IndexStore {
   }
 
   #logOperations(sequence: number, puts: [string, unknown][]): { type: 'put'; key: string; value: Json }[] {
-    return [
-      { type: 'put', key: `l${SEP}${hex(sequence, 16)}`, value: { t: Date.now(), puts } },
-      { type: 'put', key: `m${SEP}logseq`, value: sequence },
-    ];
+    return [this.#logEntryOperation(sequence, puts), { type: 'put', key: `m${SEP}logseq`, value: sequence }];
   }
 
-  /** Returns up to `max` log entries after `afterSequence`, and the oldest sequence still kept (0 when empty). */
-  async readLog(afterSequence: number, max: number): Promise<{ entries: LogEntry[]; oldest: number }> {
+  #logEntryOperation(sequence: number, puts: [string, unknown][]): { type: 'put'; key: string; value: Json } {
+    return { type: 'put', key: `l${SEP}${hex(sequence, 16)}`, value: { t: Date.now(), puts } };
+  }
+
+  /**
+   * Returns up to `max` log entries after `afterSequence`, and the oldest sequence still kept (0 when
+   * empty). Reading stops after the entry that brings the puts to `maxBytes` of JSON, so one entry is
+   * returned even when it alone is larger.
+   */
+  async readLog(afterSequence: number, max: number, maxBytes = Infinity): Promise<{ entries: LogEntry[]; oldest: number }> {
     const entries: LogEntry[] = [];
+    let bytes = 0;
     for await (const [key, value] of this.#db.iterator({ gt: `l${SEP}${hex(afterSequence, 16)}`, lt: `l${SEP}${END}`, limit: max })) {
       const entry = value as { t: number; puts: [string, unknown][] };
-      entries.push({ sequence: parseInt(key.slice(2), 16), committedMs: entry.t, puts: entry.puts });
+      if (maxBytes === Infinity) {
+        entries.push({ sequence: parseInt(key.slice(2), 16), committedMs: entry.t, puts: entry.puts });
+        continue;
+      }
+      const putsJson = JSON.stringify(entry.puts);
+      entries.push({ sequence: parseInt(key.slice(2), 16), committedMs: entry.t, puts: entry.puts, putsJson });
+      bytes += putsJson.length;
+      if (bytes >= maxBytes) {
+        break;
+      }
     }
     return { entries, oldest: await this.oldestLogSequence() };
   }
@@ -466,22 +515,30 @@ export class IndexStore {
     return keys.length;
   }
 
-  /** Returns up to `max` replicated pairs after `afterKey` in key order, for a snapshot page. */
-  async snapshotPage(afterKey: string, max: number): Promise<{ pairs: [string, unknown][]; lastKey: string; done: boolean }> {
+  /**
+   * Returns up to `max` replicated pairs after `afterKey` in key order, for a snapshot page. The page
+   * ends early after the pair that brings it to `maxBytes` of JSON, so it contains at least one pair.
+   */
+  async snapshotPage(afterKey: string, max: number, maxBytes = Infinity): Promise<{ pairs: [string, unknown][]; lastKey: string; done: boolean }> {
     const pairs: [string, unknown][] = [];
+    let bytes = 0;
 
     // One range per replicated prefix, so the walk never steps through the log or other local keys.
     for (const prefix of REPLICATED_PREFIXES) {
-      const start = `${prefix}${SEP}`;
-      const end = `${prefix}${SEP}${END}`;
+      const start = prefix;
+      const end = `${prefix}${END}`;
       if (afterKey >= end) {
         continue;
       }
       const range = afterKey >= start ? { gt: afterKey, lt: end } : { gte: start, lt: end };
       for await (const [key, value] of this.#db.iterator({ ...range, limit: max - pairs.length })) {
         pairs.push([key, value]);
+        bytes += maxBytes === Infinity ? 0 : key.length + JSON.stringify(value).length;
+        if (bytes >= maxBytes) {
+          break;
+        }
       }
-      if (pairs.length >= max) {
+      if (pairs.length >= max || bytes >= maxBytes) {
         return { pairs, lastKey: pairs[pairs.length - 1]![0], done: false };
       }
     }
@@ -497,9 +554,10 @@ export class IndexStore {
    * Merges a peer's puts into the index in one synchronous batch, together with the new checkpoint for
    * that peer when `checkpoint` is given. Applying the same puts again changes nothing.
    *
-   * @returns the ids of objects whose counters changed, and whether the policy in force changed
+   * @returns the objects whose counters changed, whether the policy in force changed, and the feeds
+   *   with a changed record
    */
-  applyRemote(peerNodeId: string, puts: [string, unknown][], checkpoint?: number): Promise<{ touched: Set<string>; policyChanged: boolean }> {
+  applyRemote(peerNodeId: string, puts: [string, unknown][], checkpoint?: number): Promise<RemoteApplyResult> {
     return this.#exclusive(async () => {
       const keys = [...new Set(puts.map(([key]) => key).filter(isReplicatedKey))];
       const localValues = new Map<string, unknown>();
@@ -508,6 +566,7 @@ export class IndexStore {
 
       const merged = new Map<string, unknown>();
       const touched = new Set<string>();
+      const feedIds = new Set<string>();
       const newObjects = new Map<ObjectKindName, number>();
       const audits: Json[] = [];
       let policyChanged = false;
@@ -519,7 +578,7 @@ export class IndexStore {
         const local = merged.has(key) ? merged.get(key) : localValues.get(key);
         const result = mergeValue(key, local, remote);
         if (result.conflict) {
-          audits.push({ kind: 'policy-conflict', key, kept: local as Json, discarded: remote as Json, peer: peerNodeId } as Json);
+          audits.push({ kind: conflictKind(key), key, kept: local as Json, discarded: remote as Json, peer: peerNodeId } as Json);
         }
         if (result.value === undefined) {
           continue;
@@ -536,6 +595,10 @@ export class IndexStore {
         }
         if (key === `p${SEP}current`) {
           policyChanged = true;
+        }
+        const feedId = feedIdOfIndexKey(key);
+        if (feedId !== undefined) {
+          feedIds.add(feedId);
         }
       }
 
@@ -567,7 +630,7 @@ export class IndexStore {
       if (touched.size > 0) {
         this.onCommit(touched);
       }
-      return { touched, policyChanged };
+      return { touched, policyChanged, feedIds };
     });
   }
 
@@ -594,16 +657,70 @@ export class IndexStore {
     return records;
   }
 
-  /** Writes feed records (keys without the `f` prefix) in one synchronous batch: all or nothing. */
-  async writeFeedRecords(operations: ({ type: 'put'; key: string; value: unknown } | { type: 'del'; key: string })[]): Promise<void> {
-    await this.#db.batch(
-      operations.map((operation) =>
-        operation.type === 'put'
-          ? { type: 'put' as const, key: `f${SEP}${operation.key}`, value: operation.value as Json }
-          : { type: 'del' as const, key: `f${SEP}${operation.key}` },
-      ),
-      { sync: true },
-    );
+  /** Lists the keys of the feed records whose key starts with `prefix`, without the `f` prefix. */
+  async listFeedKeys(prefix: string): Promise<string[]> {
+    const keys: string[] = [];
+    for await (const key of this.#db.keys({ gte: `f${SEP}${prefix}`, lt: `f${SEP}${prefix}${END}` })) {
+      keys.push(key.slice(2));
+    }
+    return keys;
+  }
+
+  /**
+   * Runs `plan` while no other write runs, then writes the operations it returns in one synchronous
+   * batch. Each replicated record is merged into the stored value by the rule of store-merge.ts, so a
+   * record that lost to a later value (for example one the peer sent meanwhile) is left out. The
+   * records that changed are logged: each chunk (`b`) in an entry of its own, then every other record
+   * in one last entry, so the peer applies a version only after its bytes. Local operations are
+   * written as given and never logged.
+   *
+   * @returns the keys (without the `f` prefix) of the replicated records that were written
+   */
+  transactFeedRecords(plan: (reader: FeedRecordReader) => Promise<FeedTransaction>): Promise<Set<string>> {
+    return this.#exclusive(async () => {
+      const reader: FeedRecordReader = {
+        get: (key) => this.#db.get(`f${SEP}${key}`),
+        getMany: (keys) => this.#db.getMany(keys.map((key) => `f${SEP}${key}`)),
+        keys: (prefix) => this.listFeedKeys(prefix),
+      };
+      const { replicated, local } = await plan(reader);
+
+      const current = await reader.getMany(replicated.map(([key]) => key));
+      const written: [string, unknown][] = [];
+      replicated.forEach(([key, value], index) => {
+        const merged = mergeValue(`f${SEP}${key}`, current[index], value);
+        if (merged.value !== undefined) {
+          written.push([`f${SEP}${key}`, merged.value]);
+        }
+      });
+
+      const operations: ({ type: 'put'; key: string; value: Json } | { type: 'del'; key: string })[] = [];
+      for (const operation of local) {
+        operations.push(
+          operation.type === 'put'
+            ? { type: 'put', key: `f${SEP}${operation.key}`, value: operation.value as Json }
+            : { type: 'del', key: `f${SEP}${operation.key}` },
+        );
+      }
+      operations.push(...written.map(([key, value]) => ({ type: 'put' as const, key, value: value as Json })));
+
+      const chunks = written.filter(([key]) => key.startsWith(`f${SEP}b${SEP}`));
+      const others = written.filter(([key]) => !key.startsWith(`f${SEP}b${SEP}`));
+      const entries = [...chunks.map((put) => [put]), ...(others.length > 0 ? [others] : [])];
+      entries.forEach((puts, index) => operations.push(this.#logEntryOperation(this.#logSequence + 1 + index, puts)));
+      if (entries.length > 0) {
+        operations.push({ type: 'put', key: `m${SEP}logseq`, value: this.#logSequence + entries.length });
+      }
+      if (operations.length > 0) {
+        await this.#db.batch(operations, { sync: true });
+      }
+
+      if (entries.length > 0) {
+        this.#logSequence += entries.length;
+        this.onAppend(this.#logSequence);
+      }
+      return new Set(written.map(([key]) => key.slice(2)));
+    });
   }
 
   /** Waits for queued writes, then closes LevelDB. */
@@ -619,6 +736,17 @@ export class IndexStore {
     const bucketStart = Math.floor(intervalStartMs / 1000 / this.#bucketSeconds) * this.#bucketSeconds;
     return `c${SEP}${objectId(kind, key)}${SEP}${hex(bucketStart, 10)}${SEP}${this.#nodeId}`;
   }
+}
+
+/** Names the audit entry of a last-writer-wins conflict by the kind of record. */
+function conflictKind(key: string): string {
+  if (key.startsWith(`f${SEP}d${SEP}`)) {
+    return 'feed-definition-conflict';
+  }
+  if (key.startsWith(`f${SEP}v${SEP}`)) {
+    return 'feed-version-conflict';
+  }
+  return 'policy-conflict';
 }
 
 function zeroVector(): number[] {

@@ -29,18 +29,22 @@ export interface FeedRow {
  * - unknown: no refresh has ended yet.
  * - failed: the last refresh that ended failed, even while a retry runs.
  * - ok: the last refresh succeeded, and either the feed refreshes only on request (refresh 0) or its
- *   last success is at most `refresh_seconds` whole seconds old.
- * - stale: the last refresh succeeded, but more than `refresh_seconds` whole seconds ago.
+ *   last success is at most `refresh_seconds` plus the grace period (`refresh_grace_ms`, rounded up
+ *   to whole seconds) old.
+ * - stale: the last refresh succeeded, but longer ago than that.
  *
- * A refresh in flight is judged by the age at which it started. The repository starts each refresh
- * one interval after the previous one started, so a fetch of a few seconds does not make the feed
- * stale while it runs. The feed's `timeout_ms` bounds the fetch. The repository has no disabled feeds,
- * so disabled(5) is never returned.
+ * A refresh in flight on this node is judged by the age at which it started. The repository starts
+ * each refresh one interval after the previous one started, so a fetch of a few seconds does not make
+ * the feed stale while it runs. The feed's `timeout_ms` bounds the fetch. On the node of a pair that
+ * is not the feed's preferred node, the preferred node's fetch is not visible while it runs. That node
+ * waits the grace period before it fetches itself, so the grace period covers both. The repository
+ * has no disabled feeds, so disabled(5) is never returned.
  */
 export function feedState(feed: impcdr.v1.IFeedInfo, atMs: number): FeedStateName {
   const lastAttemptMs = Number(feed.lastAttemptMs ?? 0);
   const lastSuccessMs = Number(feed.lastSuccessMs ?? 0);
   const refreshSeconds = Number(feed.definition?.refreshSeconds ?? 0);
+  const graceSeconds = Math.ceil(Number(feed.refreshGraceMs ?? 0) / 1000);
 
   if (feed.lastErrorCode) {
     return 'failed';
@@ -55,7 +59,7 @@ export function feedState(feed: impcdr.v1.IFeedInfo, atMs: number): FeedStateNam
   // Without an error, an attempt later than the last success is a refresh that has not ended.
   const refreshRunning = lastAttemptMs > lastSuccessMs;
   const judgedAtMs = refreshRunning ? lastAttemptMs : atMs;
-  return ageSeconds(lastSuccessMs, judgedAtMs) > refreshSeconds ? 'stale' : 'ok';
+  return ageSeconds(lastSuccessMs, judgedAtMs) > refreshSeconds + graceSeconds ? 'stale' : 'ok';
 }
 
 /** Derives the impCdrFeedTable row of `feed` at `atMs`, the time of the poll that read it. */

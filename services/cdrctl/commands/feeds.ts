@@ -3,8 +3,10 @@
  * and the query-through DNSBL counters.
  */
 
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 
+import { CdrError } from '../../common/errors.js';
 import type { ControlClient } from '../../../modules/protocol/control-client.js';
 import type { impcdr } from '../../../modules/protocol/generated/messages.js';
 import { EXIT_FAILURE, EXIT_SUCCESS, usageError, withControl, type Command, type CommandContext } from '../command.js';
@@ -16,9 +18,10 @@ export const feedsCommand: Command = {
     'feeds add ID SOURCE FORMAT [OPTIONS]  add a feed and import it now; SOURCE is a file path or http(s) URL,',
     '                                      FORMAT one of ip4set, ip4trie, ip6trie, dnset, combined, iplist, domainlist, dmarc;',
     '                                      --zone NAME (served by the DNS front), --category WORD (default block),',
-    '                                      --refresh SECONDS (0: manual), --max-bytes BYTES, --timeout MS',
-    'feeds remove ID                       remove a feed and its stored versions',
-    'feeds refresh [ID]                    refresh one feed, or every feed, now',
+    '                                      --refresh SECONDS (0: manual), --max-bytes BYTES, --timeout MS,',
+    '                                      --ca FILE (PEM CA certificates that an https source must chain to)',
+    'feeds remove ID                       remove a feed and its stored versions, on both nodes of a pair',
+    'feeds refresh [ID]                    fetch one feed, or every feed, now on this node',
     'feeds status ID                       show one feed in detail, with the bad lines of its version',
     'feeds export FORMAT FILE              write the feeds in force as rbldnsd (combined) or jsonl',
     'feeds dnsbl                           show the query-through DNSBL counters',
@@ -34,6 +37,7 @@ const OPTIONS: Record<string, keyof impcdr.v1.IFeedDefinition> = {
   '--refresh': 'refreshSeconds',
   '--max-bytes': 'maxBytes',
   '--timeout': 'timeoutMs',
+  '--ca': 'caPem',
 };
 
 async function feeds(context: CommandContext, client: ControlClient, args: string[]): Promise<number> {
@@ -41,13 +45,13 @@ async function feeds(context: CommandContext, client: ControlClient, args: strin
   switch (subcommand) {
     case 'list': {
       const { feeds: list } = await client.call({ feedList: {} });
-      context.stdout(formatTable(list?.feeds ?? []));
+      context.stdout(formatTable(list ?? {}));
       return EXIT_SUCCESS;
     }
     case 'add': {
       const [id, source, format, ...options] = rest;
       if (!id || !source || !format) {
-        throw usageError('use: cdrctl feeds add ID SOURCE FORMAT [--zone NAME] [--category WORD] [--refresh SECONDS] [--max-bytes BYTES] [--timeout MS]');
+        throw usageError('use: cdrctl feeds add ID SOURCE FORMAT [--zone NAME] [--category WORD] [--refresh SECONDS] [--max-bytes BYTES] [--timeout MS] [--ca FILE]');
       }
       // A URL is passed as given, so that the repository names an unsupported scheme; a path is made absolute.
       const feed: impcdr.v1.IFeedDefinition = { id, source: /^[a-z][a-z0-9+.-]*:\/\//i.test(source) ? source : resolve(source), format };
@@ -57,7 +61,10 @@ async function feeds(context: CommandContext, client: ControlClient, args: strin
         if (!field || value === undefined) {
           throw usageError(`unknown option or missing value: ${options[index]}; options are ${Object.keys(OPTIONS).join(', ')}`);
         }
-        if (field === 'zone' || field === 'category') {
+        if (field === 'caPem') {
+          // cdrctl reads the file, so that the repository stores the certificates and sends them to the peer.
+          feed.caPem = readCaFile(value);
+        } else if (field === 'zone' || field === 'category') {
           feed[field] = value;
         } else {
           if (!/^[0-9]+$/.test(value)) {
@@ -68,7 +75,7 @@ async function feeds(context: CommandContext, client: ControlClient, args: strin
       }
       const { feeds: added } = await client.call({ feedAdd: { feed } });
       const info = added!.feeds![0]!;
-      context.stdout(formatDetail(info));
+      context.stdout(formatDetail(info, added!.nodeId ?? ''));
       return info.lastErrorCode ? EXIT_FAILURE : EXIT_SUCCESS;
     }
     case 'remove': {
@@ -84,7 +91,7 @@ async function feeds(context: CommandContext, client: ControlClient, args: strin
         throw usageError('use: cdrctl feeds refresh [ID]');
       }
       const { feeds: refreshed } = await client.call({ feedRefresh: { id: rest[0] ?? '' } });
-      context.stdout(formatTable(refreshed?.feeds ?? []));
+      context.stdout(formatTable(refreshed ?? {}));
       return (refreshed?.feeds ?? []).some((info) => info.lastErrorCode) ? EXIT_FAILURE : EXIT_SUCCESS;
     }
     case 'status': {
@@ -92,7 +99,7 @@ async function feeds(context: CommandContext, client: ControlClient, args: strin
         throw usageError('use: cdrctl feeds status ID');
       }
       const { feeds: status } = await client.call({ feedStatus: { id: rest[0] } });
-      context.stdout(formatDetail(status!.feeds![0]!));
+      context.stdout(formatDetail(status!.feeds![0]!, status!.nodeId ?? ''));
       return EXIT_SUCCESS;
     }
     case 'export': {
@@ -124,7 +131,12 @@ function age(ms: number | Long | null | undefined): string {
   if (value === 0) {
     return 'never';
   }
-  const seconds = Math.max(0, Math.round((Date.now() - value) / 1000));
+  return duration(Date.now() - value);
+}
+
+/** Formats a span of milliseconds as whole seconds, minutes or hours. */
+function duration(ms: number): string {
+  const seconds = Math.max(0, Math.round(ms / 1000));
   if (seconds < 120) {
     return `${seconds}s`;
   }
@@ -133,9 +145,26 @@ function age(ms: number | Long | null | undefined): string {
 
 type Long = { toNumber(): number };
 
-function formatTable(feeds: impcdr.v1.IFeedInfo[]): string {
-  const lines = ['ID\tFORMAT\tVERSION\tENTRIES\tAGE\tLAST SUCCESS\tLAST ERROR'];
-  for (const info of feeds) {
+/** Reads the PEM file of `--ca`. */
+function readCaFile(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new CdrError('ERR_CLI_USAGE', `cannot read the CA file ${file}: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+/** Formats a node id, marking the node that sent the response. */
+function nodeName(nodeId: string | null | undefined, self: string): string {
+  if (!nodeId) {
+    return '-';
+  }
+  return nodeId === self ? `${nodeId} (this node)` : nodeId;
+}
+
+function formatTable(list: impcdr.v1.IFeedList): string {
+  const lines = ['ID\tFORMAT\tVERSION\tENTRIES\tAGE\tLAST SUCCESS\tBY\tLAST ERROR'];
+  for (const info of list.feeds ?? []) {
     lines.push(
       [
         info.definition?.id,
@@ -144,6 +173,7 @@ function formatTable(feeds: impcdr.v1.IFeedInfo[]): string {
         info.entries,
         age(info.importedMs),
         age(info.lastSuccessMs),
+        info.lastSuccessNodeId || '-',
         info.lastErrorCode ? `${info.lastErrorCode}: ${info.lastError}` : '-',
       ].join('\t'),
     );
@@ -151,8 +181,9 @@ function formatTable(feeds: impcdr.v1.IFeedInfo[]): string {
   return `${lines.join('\n')}\n`;
 }
 
-function formatDetail(info: impcdr.v1.IFeedInfo): string {
+function formatDetail(info: impcdr.v1.IFeedInfo, self: string): string {
   const definition = info.definition ?? {};
+  const lastSuccess = Number(info.lastSuccessMs ?? 0) === 0 ? 'never' : `${age(info.lastSuccessMs)} ago by ${nodeName(info.lastSuccessNodeId, self)}${info.lastSuccessUnchanged ? ', source unchanged' : ''}`;
   const lines = [
     `id:            ${definition.id}`,
     `source:        ${definition.source}`,
@@ -160,12 +191,25 @@ function formatDetail(info: impcdr.v1.IFeedInfo): string {
     `zone:          ${definition.zone || '-'}`,
     `category:      ${definition.category}`,
     `refresh:       ${Number(definition.refreshSeconds) === 0 ? 'manual' : `${definition.refreshSeconds}s`}`,
+    `ca:            ${definition.caPem ? 'feed CA certificates' : 'system CAs'}`,
     `version:       ${info.version}${Number(info.version) > 0 ? `, imported ${age(info.importedMs)} ago` : ''}`,
     `entries:       ${info.entries} (${info.exclusions} exclusions), ${info.bytes} bytes, ${info.encoding || '-'}`,
     `bad lines:     ${info.badLines}`,
     ...(info.lineErrors ?? []).map((lineError) => `  ${definition.source}:${lineError.line}: ${lineError.reason}`),
-    `last success:  ${age(info.lastSuccessMs)}`,
-    `last error:    ${info.lastErrorCode ? `${info.lastErrorCode}: ${info.lastError}` : '-'}`,
+    `preferred:     ${nodeName(info.preferredNodeId, self)}`,
+    `next refresh:  ${nextRefresh(info, self)}`,
+    `last success:  ${lastSuccess}`,
+    `last error:    ${info.lastErrorCode ? `${info.lastErrorCode}: ${info.lastError} (this node, ${age(info.lastErrorMs)} ago)` : '-'}`,
   ];
   return `${lines.join('\n')}\n`;
+}
+
+/** Formats when this node fetches the feed next, with the condition when it is not the preferred node. */
+function nextRefresh(info: impcdr.v1.IFeedInfo, self: string): string {
+  const dueMs = Number(info.nextRefreshMs ?? 0);
+  if (dueMs === 0) {
+    return 'manual';
+  }
+  const when = dueMs <= Date.now() ? 'now' : `in ${duration(dueMs - Date.now())}`;
+  return info.preferredNodeId === self || !self ? `${when} on this node` : `${when} on this node, unless ${info.preferredNodeId} refreshes first`;
 }

@@ -2,6 +2,7 @@
  * A feed's definition as an administrator gives it (`cdrctl feeds add`), and its checks.
  */
 
+import { X509Certificate } from 'node:crypto';
 import { isAbsolute } from 'node:path';
 
 import { CdrError } from '../../common/errors.js';
@@ -23,6 +24,11 @@ export interface FeedDefinition {
   maxBytes: number;
   /** Time a fetch may take, in milliseconds. */
   timeoutMs: number;
+  /**
+   * PEM certificates of the CAs that an https:// source's certificate must chain to, in place of the
+   * system CAs, or empty for the system CAs. They replicate with the definition.
+   */
+  caPem: string;
 }
 
 export const FEED_LIMITS = {
@@ -30,6 +36,11 @@ export const FEED_LIMITS = {
   maxBytes: { minimum: 1, maximum: 1_073_741_824 },
   timeoutMs: { minimum: 100, maximum: 600_000 },
 } as const;
+
+/** Maximum size of a feed's CA certificates, in bytes of PEM. */
+export const MAX_CA_PEM_BYTES = 65_536;
+
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g;
 
 const ID = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 const CATEGORY = /^[a-z][a-z0-9_-]{0,31}$/;
@@ -82,7 +93,34 @@ export function checkFeedDefinition(input: Partial<FeedDefinition>): FeedDefinit
     throw invalid('timeoutMs', `an integer from ${FEED_LIMITS.timeoutMs.minimum} to ${FEED_LIMITS.timeoutMs.maximum}`, timeoutMs);
   }
 
-  return { id, source, format, zone, category, refreshSeconds, maxBytes, timeoutMs };
+  const caPem = String(input.caPem ?? '');
+  checkCaPem(caPem, source);
+
+  return { id, source, format, zone, category, refreshSeconds, maxBytes, timeoutMs, caPem };
+}
+
+/** Checks that `caPem` is empty, or PEM certificates that parse, for an https:// source. */
+function checkCaPem(caPem: string, source: string): void {
+  if (caPem === '') {
+    return;
+  }
+  if (!/^https:\/\//i.test(source)) {
+    throw invalid('caPem', 'empty unless the source is an https:// URL', `${caPem.length} bytes`);
+  }
+  if (Buffer.byteLength(caPem) > MAX_CA_PEM_BYTES) {
+    throw invalid('caPem', `at most ${MAX_CA_PEM_BYTES} bytes of PEM certificates`, `${Buffer.byteLength(caPem)} bytes`);
+  }
+  const blocks = caPem.match(PEM_CERTIFICATE) ?? [];
+  if (blocks.length === 0) {
+    throw invalid('caPem', 'one or more PEM certificates (-----BEGIN CERTIFICATE-----)', `${caPem.length} bytes without a certificate`);
+  }
+  blocks.forEach((block, index) => {
+    try {
+      new X509Certificate(block);
+    } catch (error) {
+      throw invalid('caPem', 'PEM certificates that parse', `certificate ${index + 1}: ${(error as Error).message}`);
+    }
+  });
 }
 
 function invalid(field: string, expected: string, value: unknown): CdrError {

@@ -10,6 +10,7 @@ import { DnsServer } from '../dns/dns-server.js';
 import { IndexZone } from '../dns/index-zone.js';
 import { QueryThroughCache, QueryThroughZone } from '../dns/query-through.js';
 import { feedZones, type DnsZone } from '../dns/zone.js';
+import type { HybridLogicalClock } from '../hlc.js';
 import type { ReputationIndex } from '../reputation-index.js';
 import type { IndexStore } from '../store.js';
 import { importDmarcReport } from './dmarc.js';
@@ -17,6 +18,14 @@ import { FeedManager, type FeedListing } from './feed-manager.js';
 import { parseIp4 } from './ip.js';
 import { CdrError } from '../../common/errors.js';
 import type { ObjectKindName } from '../../../modules/protocol/constants.js';
+
+/** This node's place in its pair, which decides which node fetches each feed. */
+export interface PairIdentity {
+  nodeId: string;
+  clock: HybridLogicalClock;
+  /** Id of the paired node, or undefined when this node is not paired. */
+  peerNodeId: () => string | undefined;
+}
 
 export class ExternalSources {
   readonly feeds: FeedManager;
@@ -40,12 +49,16 @@ export class ExternalSources {
    *
    * @throws CdrError `ERR_DNS_LISTEN`
    */
-  static async start(config: Readonly<CdrConfig>, store: IndexStore, index: ReputationIndex, log: Logger): Promise<ExternalSources> {
+  static async start(config: Readonly<CdrConfig>, store: IndexStore, index: ReputationIndex, pair: PairIdentity, log: Logger): Promise<ExternalSources> {
     // The feed manager calls back into the instance created below it.
     const created: { sources?: ExternalSources } = {};
     const feeds = await FeedManager.open({
       store,
       log,
+      nodeId: pair.nodeId,
+      clock: pair.clock,
+      peerNodeId: pair.peerNodeId,
+      grace: { seconds: config.feeds.fallbackGraceSeconds, percent: config.feeds.fallbackGracePercent },
       onChange: () => created.sources?.refreshZones(),
       importDmarc: (bytes, feed) => importDmarcReport(bytes, feed, store, index, log),
     });

@@ -3,8 +3,15 @@
  * per-feed status, and the listings and DNS zones the imported versions produce.
  *
  * A new version replaces the version in force only when it was fetched and parsed completely: its
- * bytes, its metadata and the removal of the previous version's bytes are one LevelDB batch. Until
- * then lookups and the DNS front keep using the previous version.
+ * bytes, its metadata and its refresh record are one LevelDB batch. Until then lookups and the DNS
+ * front keep using the previous version.
+ *
+ * In a pair, definitions, versions and refresh records replicate (see feed-records.ts). The preferred
+ * node of each feed fetches when the feed is due, and the other node loads the version it receives by
+ * replication. The other node fetches itself only when no refresh was recorded within a grace period
+ * (see refresh-schedule.ts). Every change of a feed's records, local or replicated, goes through
+ * `#reconcile`, which deletes the local copies that are no longer needed and brings the loaded
+ * dataset, the status and the timer in line with the stored records.
  */
 
 import { createHash } from 'node:crypto';
@@ -12,39 +19,46 @@ import { createHash } from 'node:crypto';
 import { CdrError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import type { ObjectKindName } from '../../../modules/protocol/constants.js';
-import type { IndexStore } from '../store.js';
-import type { Dataset, MatchResult } from './dataset.js';
+import { compareHlc, type HlcTimestamp, type HybridLogicalClock } from '../hlc.js';
+import type { FeedRecordOperation, FeedRecordReader, IndexStore } from '../store.js';
+import type { Dataset } from './dataset.js';
 import { checkFeedDefinition, type FeedDefinition } from './definition.js';
-import { parseIp4, parseIp4Cidr, parseIp6Entry, ip6ToBigInt } from './ip.js';
+import { planCleanup, type ChunkInfo, type FeedRecords } from './feed-cleanup.js';
+import {
+  CHUNK_BYTES,
+  chunkKey,
+  chunkPrefix,
+  chunkRecords,
+  chunkSha,
+  definitionKey,
+  refreshKey,
+  statusKey,
+  versionKey,
+  type FeedVersion,
+  type LocalStatus,
+  type RefreshRecord,
+  type StoredChunk,
+  type StoredDefinition,
+} from './feed-records.js';
+import { convertLegacyFeeds } from './legacy-records.js';
+import { matchKey } from './match-key.js';
 import { parseFeed, type LineError } from './parse.js';
+import { fallbackGraceMs, nextRefreshMs, preferredNode, type FallbackGrace } from './refresh-schedule.js';
 import { fetchSource } from './source.js';
-import ipaddr from 'ipaddr.js';
 
-/** Size of one stored chunk of a version's raw bytes. */
-const CHUNK_BYTES = 512 * 1024;
+export type { FeedVersion } from './feed-records.js';
 
-/** Metadata of the version in force. */
-export interface FeedVersion {
-  version: number;
-  importedMs: number;
-  bytes: number;
-  chunks: number;
-  sha256: string;
-  etag?: string;
-  lastModified?: string;
-  entries: number;
-  exclusions: number;
-  badLines: number;
-  lineErrors: LineError[];
-  encoding: string;
-}
-
-/** Outcome of the refreshes so far. */
+/** Outcome of the refreshes so far, as recorded on this node. Times are Unix ms, 0 for never. */
 export interface FeedStatus {
+  /** Start of this node's last fetch. */
   lastAttemptMs: number;
+  /** Start of the last successful refresh on either node of the pair. */
   lastSuccessMs: number;
-  /** Last refresh that found the source unchanged (304, or the same bytes). */
-  lastUnchangedMs: number;
+  /** Node that made that refresh, or empty when none succeeded. */
+  lastSuccessNodeId: string;
+  /** That refresh found the source unchanged (304, or the same bytes). */
+  lastSuccessUnchanged: boolean;
+  /** This node's last failed refresh, while no refresh on either node has succeeded since. */
   lastError: { code: string; message: string; atMs: number } | undefined;
 }
 
@@ -53,6 +67,12 @@ export interface FeedView {
   definition: FeedDefinition;
   version: FeedVersion | undefined;
   status: FeedStatus;
+  /** Node that fetches when the feed is due. */
+  preferredNodeId: string;
+  /** When this node refreshes unless a refresh is recorded first, Unix ms, or 0 for manual feeds. */
+  nextRefreshMs: number;
+  /** Time past the due time that this node waits for the preferred node, in ms, or 0 on the preferred node. */
+  refreshGraceMs: number;
 }
 
 /** A listing of an object by a feed, as lookups return it. */
@@ -68,17 +88,36 @@ export interface FeedListing {
 
 interface LoadedFeed {
   definition: FeedDefinition;
+  definitionHlc: HlcTimestamp;
+  /** The version whose dataset is loaded, or for DMARC feeds, which have no dataset, the version in force. */
   version: FeedVersion | undefined;
   dataset: Dataset | undefined;
-  status: FeedStatus;
+  refresh: RefreshRecord | undefined;
+  local: LocalStatus;
   timer: NodeJS.Timeout | undefined;
   refreshing: Promise<FeedView> | undefined;
   log: Logger;
 }
 
+/** The stored records of one feed after the cleanup, with this node's status. */
+interface ReconciledRecords {
+  definition: StoredDefinition | undefined;
+  version: FeedVersion | undefined;
+  refresh: RefreshRecord | undefined;
+  local: LocalStatus | undefined;
+}
+
 export interface FeedManagerOptions {
   store: IndexStore;
   log: Logger;
+  /** Id of this node. */
+  nodeId: string;
+  /** The clock that orders definitions, versions and refresh records. */
+  clock: HybridLogicalClock;
+  /** Id of the paired node, or undefined when this node is not paired. */
+  peerNodeId: () => string | undefined;
+  /** How long the node that is not preferred waits before it fetches. */
+  grace: FallbackGrace;
   /** Called after a new version is in force or a feed was removed, so caches and zones follow. */
   onChange: () => void;
   /** Imports a DMARC report; absent when DMARC import is not wired. */
@@ -91,75 +130,58 @@ const SEP = '\u0000';
 export class FeedManager {
   readonly #store: IndexStore;
   readonly #log: Logger;
+  readonly #nodeId: string;
+  readonly #clock: HybridLogicalClock;
+  readonly #peerNodeId: () => string | undefined;
+  readonly #grace: FallbackGrace;
   readonly #onChange: () => void;
   readonly #importDmarc: FeedManagerOptions['importDmarc'];
   readonly #now: () => number;
   readonly #feeds = new Map<string, LoadedFeed>();
+  /** Serialises reconciliations, so that two never interleave their reads and memory updates. */
+  #reconciling: Promise<unknown> = Promise.resolve();
+  #opening = true;
   #closed = false;
 
   private constructor(options: FeedManagerOptions) {
     this.#store = options.store;
     this.#log = options.log.child({ component: 'feeds' });
+    this.#nodeId = options.nodeId;
+    this.#clock = options.clock;
+    this.#peerNodeId = options.peerNodeId;
+    this.#grace = options.grace;
     this.#onChange = options.onChange;
     this.#importDmarc = options.importDmarc;
     this.#now = options.now ?? Date.now;
   }
 
-  /** Loads every stored feed and its version in force (parsing the stored bytes), then starts the timers. */
+  /**
+   * Converts records stored before feeds replicated, then loads every stored feed and its version in
+   * force (parsing the stored bytes), and starts the timers.
+   */
   static async open(options: FeedManagerOptions): Promise<FeedManager> {
     const manager = new FeedManager(options);
-    for (const [key, value] of await options.store.listFeedRecords(`d${SEP}`)) {
-      const definition = value as FeedDefinition;
-      const id = key.slice(2);
-      const feed = manager.#loaded(definition);
-      feed.version = (await options.store.getFeedRecord(`v${SEP}${id}`)) as FeedVersion | undefined;
-      feed.status = ((await options.store.getFeedRecord(`s${SEP}${id}`)) as FeedStatus | undefined) ?? feed.status;
-      if (feed.version && definition.format !== 'dmarc') {
-        try {
-          const bytes = await manager.#readVersionBytes(id, feed.version);
-          feed.dataset = parseFeed(bytes, definition.format as Exclude<typeof definition.format, 'dmarc'>, definition.source).dataset;
-        } catch (error) {
-          feed.log.error({ err: error, version: feed.version.version }, 'stored feed version cannot be loaded; the feed lists nothing until its next refresh');
-        }
-      }
-      manager.#feeds.set(id, feed);
-      manager.#schedule(feed);
+    await convertLegacyFeeds(options.store, options.clock, manager.#log);
+    for (const key of await options.store.listFeedKeys(`d${SEP}`)) {
+      await manager.#reconcile(key.slice(2));
     }
+    manager.#opening = false;
     manager.#log.info({ feeds: manager.#feeds.size }, 'feeds loaded');
     return manager;
   }
 
-  #loaded(definition: FeedDefinition): LoadedFeed {
-    return {
-      definition,
-      version: undefined,
-      dataset: undefined,
-      status: { lastAttemptMs: 0, lastSuccessMs: 0, lastUnchangedMs: 0, lastError: undefined },
-      timer: undefined,
-      refreshing: undefined,
-      log: this.#log.child({ feed: definition.id }),
-    };
-  }
-
-  async #readVersionBytes(id: string, version: FeedVersion): Promise<Buffer> {
-    const chunks: Buffer[] = [];
-    for (let index = 0; index < version.chunks; index += 1) {
-      const chunk = (await this.#store.getFeedRecord(chunkKey(id, version.version, index))) as string | undefined;
-      if (chunk === undefined) {
-        throw new CdrError('ERR_FEED_TRUNCATED', `feed ${id} version ${version.version} misses stored chunk ${index} of ${version.chunks}`);
-      }
-      chunks.push(Buffer.from(chunk, 'base64'));
-    }
-    return Buffer.concat(chunks);
+  /** Id of this node. */
+  get nodeId(): string {
+    return this.#nodeId;
   }
 
   list(): FeedView[] {
-    return [...this.#feeds.values()].sort((a, b) => a.definition.id.localeCompare(b.definition.id)).map(view);
+    return [...this.#feeds.values()].sort((a, b) => a.definition.id.localeCompare(b.definition.id)).map((feed) => this.#view(feed));
   }
 
   /** @throws CdrError `ERR_FEED_NOT_FOUND` */
   get(id: string): FeedView {
-    return view(this.#feed(id));
+    return this.#view(this.#feed(id));
   }
 
   #feed(id: string): LoadedFeed {
@@ -171,16 +193,18 @@ export class FeedManager {
   }
 
   /**
-   * Stores a new feed and runs its first refresh; returns the feed after that refresh, whose status
-   * records whether it succeeded.
+   * Stores a new feed and runs its first refresh on this node; returns the feed after that refresh,
+   * whose status records whether it succeeded. The definition replicates to the peer.
    *
    * @throws CdrError `ERR_FEED_INVALID`, `ERR_FEED_EXISTS` (same id, or same DNS zone as another feed)
    */
   async add(input: Partial<FeedDefinition>): Promise<FeedView> {
     const definition = checkFeedDefinition(input);
     if (this.#feeds.has(definition.id)) {
-      throw new CdrError('ERR_FEED_EXISTS', `a feed with id "${definition.id}" exists; remove it first or choose another id`, { details: { id: definition.id } });
+      throw exists(definition.id);
     }
+    // NOTE: only this node's feeds are checked. A feed with the same zone that the peer adds before
+    // the definitions meet is served alongside this one.
     const sameZone = definition.zone === '' ? undefined : [...this.#feeds.values()].find((feed) => feed.definition.zone === definition.zone);
     if (sameZone) {
       throw new CdrError('ERR_FEED_EXISTS', `feed "${sameZone.definition.id}" already serves zone ${definition.zone}; choose another zone`, {
@@ -188,37 +212,43 @@ export class FeedManager {
       });
     }
 
-    await this.#store.writeFeedRecords([{ type: 'put', key: `d${SEP}${definition.id}`, value: definition }]);
-    const feed = this.#loaded(definition);
-    this.#feeds.set(definition.id, feed);
+    const stored: StoredDefinition = { ...definition, hlc: this.#clock.tick() };
+    await this.#store.transactFeedRecords(async (reader) => {
+      // The peer's definition of the same id may have arrived since the check above.
+      const current = (await reader.get(definitionKey(definition.id))) as StoredDefinition | undefined;
+      if (current && !current.removed) {
+        throw exists(definition.id);
+      }
+      return { replicated: [[definitionKey(definition.id), stored]], local: [] };
+    });
+    await this.#reconcile(definition.id);
+    const feed = this.#feed(definition.id);
     feed.log.info({ source: definition.source, format: definition.format, zone: definition.zone, category: definition.category }, 'feed added');
-    const result = await this.refresh(definition.id);
-    this.#schedule(feed);
-    return result;
+    return this.refresh(definition.id);
   }
 
-  /** Removes a feed with its stored versions; its listings and zone disappear. @throws CdrError `ERR_FEED_NOT_FOUND` */
+  /**
+   * Removes a feed: stores a tombstone that replicates, and deletes the feed's stored versions on this
+   * node. Its listings and zone disappear.
+   *
+   * @throws CdrError `ERR_FEED_NOT_FOUND`
+   */
   async remove(id: string): Promise<void> {
     const feed = this.#feed(id);
     clearTimeout(feed.timer);
     await feed.refreshing?.catch(() => undefined);
-    const operations: { type: 'del'; key: string }[] = [
-      { type: 'del', key: `d${SEP}${id}` },
-      { type: 'del', key: `v${SEP}${id}` },
-      { type: 'del', key: `s${SEP}${id}` },
-    ];
-    for (const [key] of await this.#store.listFeedRecords(`b${SEP}${id}${SEP}`)) {
-      operations.push({ type: 'del', key });
-    }
-    await this.#store.writeFeedRecords(operations);
-    this.#feeds.delete(id);
-    feed.log.info('feed removed');
-    this.#onChange();
+    const tombstone: StoredDefinition = { id, removed: true, hlc: this.#clock.tick() };
+    await this.#store.transactFeedRecords(async () => ({
+      replicated: [[definitionKey(id), tombstone]],
+      local: [{ type: 'del', key: statusKey(id) }],
+    }));
+    await this.#reconcile(id);
   }
 
   /**
-   * Refreshes one feed now and returns it afterwards. A refresh already running is joined, not
-   * repeated. A failure is recorded in the status and logged; the version in force stays.
+   * Refreshes one feed on this node now and returns it afterwards, whichever node is preferred. A
+   * refresh already running is joined, not repeated. A failure is recorded in the status and logged,
+   * and the version in force stays.
    *
    * @throws CdrError `ERR_FEED_NOT_FOUND`
    */
@@ -234,116 +264,335 @@ export class FeedManager {
     return Promise.all([...this.#feeds.keys()].map((id) => this.refresh(id)));
   }
 
-  async #refresh(feed: LoadedFeed): Promise<FeedView> {
-    const { definition } = feed;
-    const started = this.#now();
-    feed.status = { ...feed.status, lastAttemptMs: started };
+  /** Loads what replication changed: the feeds whose records the peer's entries touched. */
+  async applyReplicated(feedIds: Iterable<string>): Promise<void> {
+    for (const id of feedIds) {
+      // #reconcile logs a failure, and the next change of the feed's records tries again.
+      await this.#reconcile(id).catch(() => undefined);
+    }
+  }
 
-    // TODO: when the node is paired, only one node of the pair should fetch each refresh, and the other
-    // should receive the version by replication. Until replication carries feed records, every node fetches.
+  /** Plans every timer again, after the peer changed and with it the preferred node of each feed. */
+  rescheduleAll(): void {
+    for (const feed of this.#feeds.values()) {
+      this.#schedule(feed);
+    }
+  }
+
+  async #refresh(feed: LoadedFeed): Promise<FeedView> {
+    const { definition, definitionHlc } = feed;
+    const id = definition.id;
+    const started = this.#now();
+    feed.local = { ...feed.local, lastAttemptMs: started };
+
+    let parsed: { sha256: string; dataset: Dataset | undefined } | undefined;
     try {
+      // The validators are those of the loaded version. So when the version in force could not be
+      // loaded because its bytes are missing, the fetch downloads the bytes again.
       const fetched = await fetchSource({
         source: definition.source,
         maxBytes: definition.maxBytes,
         timeoutMs: definition.timeoutMs,
+        caPem: definition.caPem,
         ...(feed.version?.etag ? { etag: feed.version.etag } : {}),
         ...(feed.version?.lastModified ? { lastModified: feed.version.lastModified } : {}),
       });
-      const sha256 = fetched.changed ? createHash('sha256').update(fetched.bytes).digest('hex') : '';
+      const sha256 = fetched.changed ? createHash('sha256').update(fetched.bytes).digest('hex') : (feed.version?.sha256 ?? '');
+      const local: LocalStatus = { lastAttemptMs: started, lastError: undefined };
+
       if (!fetched.changed || (feed.version && sha256 === feed.version.sha256)) {
-        feed.status = { ...feed.status, lastSuccessMs: started, lastUnchangedMs: started, lastError: undefined };
-        await this.#store.writeFeedRecords([{ type: 'put', key: `s${SEP}${definition.id}`, value: feed.status }]);
+        const refresh: RefreshRecord = { atMs: started, changed: false, sha256, hlc: this.#clock.tick(), definitionHlc };
+        await this.#commit(feed, [[refreshKey(id), refresh]], local);
         feed.log.info({ ms: this.#now() - started }, 'feed unchanged');
-        return view(feed);
-      }
-
-      let dataset: Dataset | undefined;
-      let summary: { entries: number; exclusions: number; badLines: number; lineErrors: LineError[]; encoding: string };
-      if (definition.format === 'dmarc') {
-        if (!this.#importDmarc) {
-          throw new CdrError('ERR_FEED_INVALID', 'DMARC feeds are not available in this build');
-        }
-        const imported = await this.#importDmarc(fetched.bytes, definition);
-        summary = { entries: imported.entries, exclusions: 0, badLines: imported.lineErrors.length, lineErrors: imported.lineErrors, encoding: 'utf-8' };
       } else {
-        const parsed = parseFeed(fetched.bytes, definition.format, definition.source);
-        dataset = parsed.dataset;
-        summary = { entries: dataset.entries, exclusions: dataset.exclusions, badLines: parsed.badLines, lineErrors: parsed.lineErrors, encoding: parsed.encoding };
-      }
+        let dataset: Dataset | undefined;
+        let summary: { entries: number; exclusions: number; badLines: number; lineErrors: LineError[]; encoding: string };
+        if (definition.format === 'dmarc') {
+          if (!this.#importDmarc) {
+            throw new CdrError('ERR_FEED_INVALID', 'DMARC feeds are not available in this build');
+          }
+          const imported = await this.#importDmarc(fetched.bytes, definition);
+          summary = { entries: imported.entries, exclusions: 0, badLines: imported.lineErrors.length, lineErrors: imported.lineErrors, encoding: 'utf-8' };
+        } else {
+          const result = parseFeed(fetched.bytes, definition.format, definition.source);
+          dataset = result.dataset;
+          summary = { entries: dataset.entries, exclusions: dataset.exclusions, badLines: result.badLines, lineErrors: result.lineErrors, encoding: result.encoding };
+        }
 
-      const previous = feed.version;
-      const version: FeedVersion = {
-        version: (previous?.version ?? 0) + 1,
-        importedMs: this.#now(),
-        bytes: fetched.bytes.length,
-        chunks: Math.ceil(fetched.bytes.length / CHUNK_BYTES),
-        sha256,
-        ...(fetched.etag ? { etag: fetched.etag } : {}),
-        ...(fetched.lastModified ? { lastModified: fetched.lastModified } : {}),
-        ...summary,
-      };
-      const status: FeedStatus = { ...feed.status, lastSuccessMs: started, lastError: undefined };
-      await this.#commitVersion(definition.id, version, previous, fetched.bytes, status);
-
-      feed.version = version;
-      feed.dataset = dataset;
-      feed.status = status;
-      feed.log.info(
-        { version: version.version, entries: version.entries, exclusions: version.exclusions, badLines: version.badLines, bytes: version.bytes, ms: this.#now() - started },
-        'feed imported',
-      );
-      for (const lineError of version.lineErrors) {
-        feed.log.warn({ source: definition.source, line: lineError.line, reason: lineError.reason }, 'feed line skipped');
+        const hlc = this.#clock.tick();
+        const version: FeedVersion = {
+          version: (feed.version?.version ?? 0) + 1,
+          importedMs: this.#now(),
+          bytes: fetched.bytes.length,
+          chunks: Math.ceil(fetched.bytes.length / CHUNK_BYTES),
+          sha256,
+          ...(fetched.etag ? { etag: fetched.etag } : {}),
+          ...(fetched.lastModified ? { lastModified: fetched.lastModified } : {}),
+          ...summary,
+          hlc,
+          definitionHlc,
+        };
+        const refresh: RefreshRecord = { atMs: started, changed: true, sha256, hlc, definitionHlc };
+        parsed = { sha256, dataset };
+        await this.#commit(feed, [...chunkRecords(id, sha256, fetched.bytes, hlc), [versionKey(id), version], [refreshKey(id), refresh]], local);
+        feed.log.info(
+          { version: version.version, sha256, entries: version.entries, exclusions: version.exclusions, badLines: version.badLines, bytes: version.bytes, ms: this.#now() - started },
+          'feed imported',
+        );
+        for (const lineError of version.lineErrors) {
+          feed.log.warn({ source: definition.source, line: lineError.line, reason: lineError.reason }, 'feed line skipped');
+        }
       }
-      this.#onChange();
     } catch (error) {
       const code = error instanceof CdrError ? error.code : 'ERR_FEED_FETCH';
-      feed.status = { ...feed.status, lastError: { code, message: (error as Error).message, atMs: started } };
-      await this.#store.writeFeedRecords([{ type: 'put', key: `s${SEP}${definition.id}`, value: feed.status }]).catch((writeError: unknown) => {
+      const local: LocalStatus = { lastAttemptMs: started, lastError: { code, message: (error as Error).message, atMs: started } };
+      feed.local = local;
+      await this.#commit(feed, [], local).catch((writeError: unknown) => {
         feed.log.error({ err: writeError }, 'storing the feed status failed');
       });
       feed.log.warn({ code, err: error, versionInForce: feed.version?.version ?? 0 }, 'feed refresh failed; the version in force stays');
     }
-    return view(feed);
+
+    await this.#reconcile(id, parsed);
+    return this.#view(this.#feeds.get(id) ?? feed);
   }
 
-  /** Writes the new version's bytes, its metadata and status, and deletes the previous bytes, in one batch. */
-  async #commitVersion(id: string, version: FeedVersion, previous: FeedVersion | undefined, bytes: Buffer, status: FeedStatus): Promise<void> {
-    const operations: ({ type: 'put'; key: string; value: unknown } | { type: 'del'; key: string })[] = [];
-    for (let index = 0; index < version.chunks; index += 1) {
-      operations.push({ type: 'put', key: chunkKey(id, version.version, index), value: bytes.subarray(index * CHUNK_BYTES, (index + 1) * CHUNK_BYTES).toString('base64') });
+  /**
+   * Writes the records of a refresh of `feed` and this node's status in one batch. Nothing is written
+   * when the definition they were made for was removed or replaced meanwhile, and only the status
+   * when a later version, which the peer imported meanwhile, is in force.
+   */
+  async #commit(feed: LoadedFeed, replicated: [string, unknown][], local: LocalStatus): Promise<void> {
+    const id = feed.definition.id;
+    await this.#store.transactFeedRecords(async (reader) => {
+      const current = (await reader.get(definitionKey(id))) as StoredDefinition | undefined;
+      if (!current || current.removed || compareHlc(current.hlc, feed.definitionHlc) !== 0) {
+        feed.log.info('the feed was removed or replaced during the refresh, so its result is not stored');
+        return { replicated: [], local: [] };
+      }
+
+      const status: FeedRecordOperation[] = [{ type: 'put', key: statusKey(id), value: local }];
+      const imported = replicated.find(([key]) => key === versionKey(id))?.[1] as FeedVersion | undefined;
+      const inForce = (await reader.get(versionKey(id))) as FeedVersion | undefined;
+      if (imported && inForce && compareHlc(inForce.hlc, imported.hlc) > 0) {
+        feed.log.info({ versionInForce: inForce.version, by: inForce.hlc.nodeId }, 'a later version from the peer is in force, so this import is not stored');
+        return { replicated: [], local: status };
+      }
+      return { replicated, local: status };
+    });
+  }
+
+  /**
+   * Queues a reconciliation of feed `id` behind the running ones. `parsed` is the dataset this node
+   * just parsed, so that a version it imported itself is not parsed a second time.
+   */
+  #reconcile(id: string, parsed?: { sha256: string; dataset: Dataset | undefined }): Promise<void> {
+    const run = this.#reconciling.then(() => this.#reconcileNow(id, parsed));
+    this.#reconciling = run.catch((error: unknown) => {
+      this.#log.error({ err: error, feed: id }, 'loading the stored feed records failed');
+    });
+    return run;
+  }
+
+  async #reconcileNow(id: string, parsed: { sha256: string; dataset: Dataset | undefined } | undefined): Promise<void> {
+    // Step 1: delete the local copies no longer needed, and read what stays, under the index write lock.
+    let records: ReconciledRecords = { definition: undefined, version: undefined, refresh: undefined, local: undefined };
+    await this.#store.transactFeedRecords(async (reader) => {
+      const stored = await readFeedRecords(reader, id);
+      const plan = planCleanup(stored.records);
+      const deletions: FeedRecordOperation[] = plan.chunks.map((key) => ({ type: 'del', key }));
+      if (plan.version) {
+        deletions.push({ type: 'del', key: versionKey(id) });
+      }
+      if (plan.refresh) {
+        deletions.push({ type: 'del', key: refreshKey(id) });
+      }
+      records = {
+        definition: stored.records.definition,
+        version: plan.version ? undefined : stored.records.version,
+        refresh: plan.refresh ? undefined : stored.records.refresh,
+        local: stored.local,
+      };
+      return { replicated: [], local: deletions };
+    });
+
+    // This node's own records count too: after a restart with a clock that went back, new records
+    // must still be later than the stored ones.
+    for (const stamp of [records.definition?.hlc, records.version?.hlc, records.refresh?.hlc]) {
+      if (stamp) {
+        this.#clock.observe(stamp);
+      }
     }
-    operations.push({ type: 'put', key: `v${SEP}${id}`, value: version });
-    operations.push({ type: 'put', key: `s${SEP}${id}`, value: status });
-    for (let index = 0; previous && index < previous.chunks; index += 1) {
-      operations.push({ type: 'del', key: chunkKey(id, previous.version, index) });
+
+    // Step 2: a feed without a live definition leaves memory.
+    const { definition } = records;
+    const loaded = this.#feeds.get(id);
+    if (!definition || definition.removed) {
+      if (loaded) {
+        clearTimeout(loaded.timer);
+        this.#feeds.delete(id);
+        loaded.log.info({ by: definition?.hlc.nodeId }, 'feed removed');
+        this.#onChange();
+      }
+      return;
     }
-    await this.#store.writeFeedRecords(operations);
+
+    // Step 3: take over a new or replaced definition.
+    const definitionHlc = definition.hlc;
+    let feed = loaded;
+    let changed = false;
+    if (!feed || compareHlc(feed.definitionHlc, definitionHlc) !== 0) {
+      const replaced = feed !== undefined;
+      clearTimeout(feed?.timer);
+      feed = {
+        definition: definitionFields(definition),
+        definitionHlc,
+        version: undefined,
+        dataset: undefined,
+        refresh: undefined,
+        local: { lastAttemptMs: 0, lastError: undefined },
+        timer: undefined,
+        refreshing: undefined,
+        log: this.#log.child({ feed: id }),
+      };
+      this.#feeds.set(id, feed);
+      changed = replaced;
+      if (!this.#opening && definitionHlc.nodeId !== this.#nodeId) {
+        feed.log.info({ by: definitionHlc.nodeId, source: definition.source, format: definition.format }, 'feed definition received from the peer');
+      }
+    }
+
+    // Step 4: load the version in force when it belongs to this definition and differs from the loaded one.
+    const version = records.version && compareHlc(records.version.definitionHlc, definitionHlc) === 0 ? records.version : undefined;
+    if (version && version.sha256 !== feed.version?.sha256) {
+      changed = (await this.#loadVersion(feed, version, parsed)) || changed;
+    } else if (version) {
+      // The same bytes, fetched again or by the other node, so only the metadata changes.
+      feed.version = version;
+    }
+    feed.refresh = records.refresh && compareHlc(records.refresh.definitionHlc, definitionHlc) === 0 ? records.refresh : undefined;
+    feed.local = { lastAttemptMs: records.local?.lastAttemptMs ?? 0, lastError: records.local?.lastError };
+
+    if (changed) {
+      this.#onChange();
+    }
+    this.#schedule(feed);
+  }
+
+  /** Makes `version` the loaded one and returns true, or keeps the previous one and returns false when the bytes of `version` are not all stored yet. */
+  async #loadVersion(feed: LoadedFeed, version: FeedVersion, parsed: { sha256: string; dataset: Dataset | undefined } | undefined): Promise<boolean> {
+    const { definition } = feed;
+    let dataset: Dataset | undefined;
+    if (parsed?.sha256 === version.sha256) {
+      dataset = parsed.dataset;
+    } else if (definition.format !== 'dmarc') {
+      // A DMARC report is counted on the node that imported it, and those counters replicate, so the
+      // report is not imported here.
+      try {
+        const bytes = await this.#readVersionBytes(definition.id, version);
+        dataset = parseFeed(bytes, definition.format, definition.source).dataset;
+      } catch (error) {
+        const missing = error instanceof CdrError && error.code === 'ERR_FEED_TRUNCATED';
+        const fields = { err: error, version: version.version, sha256: version.sha256, versionLoaded: feed.version?.version ?? 0 };
+        if (missing) {
+          feed.log.info(fields, 'the bytes of the feed version in force have not all arrived; the loaded version stays until they do');
+        } else {
+          feed.log.error(fields, 'stored feed version cannot be loaded; the loaded version stays until the next refresh');
+        }
+        return false;
+      }
+    }
+
+    feed.version = version;
+    feed.dataset = dataset;
+    if (!this.#opening && version.hlc.nodeId !== this.#nodeId) {
+      feed.log.info({ version: version.version, sha256: version.sha256, entries: version.entries, by: version.hlc.nodeId }, 'feed version received from the peer is in force');
+    }
+    return true;
+  }
+
+  async #readVersionBytes(id: string, version: FeedVersion): Promise<Buffer> {
+    const keys = Array.from({ length: version.chunks }, (_, index) => chunkKey(id, version.sha256, index));
+    const chunks: Buffer[] = [];
+    for (const [index, key] of keys.entries()) {
+      const chunk = (await this.#store.getFeedRecord(key)) as StoredChunk | undefined;
+      if (chunk === undefined) {
+        throw new CdrError('ERR_FEED_TRUNCATED', `feed ${id} version ${version.version} is missing stored chunk ${index} of ${version.chunks}`, {
+          details: { id, sha256: version.sha256, chunk: index },
+        });
+      }
+      chunks.push(Buffer.from(chunk.data, 'base64'));
+    }
+    const bytes = Buffer.concat(chunks);
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    if (sha256 !== version.sha256) {
+      throw new CdrError('ERR_FEED_TRUNCATED', `feed ${id} version ${version.version}: the stored bytes hash to ${sha256}, not ${version.sha256}`, {
+        details: { id, sha256: version.sha256 },
+      });
+    }
+    return bytes;
+  }
+
+  #nextRefreshMs(feed: LoadedFeed): number | undefined {
+    return nextRefreshMs({
+      refreshSeconds: feed.definition.refreshSeconds,
+      addedMs: feed.definitionHlc.wallMs,
+      lastSuccessMs: feed.refresh?.atMs ?? 0,
+      lastAttemptMs: feed.local.lastAttemptMs,
+      preferred: this.#isPreferred(feed),
+      graceMs: fallbackGraceMs(feed.definition, this.#grace),
+    });
+  }
+
+  #isPreferred(feed: LoadedFeed): boolean {
+    return preferredNode(feed.definition.id, this.#nodeId, this.#peerNodeId()) === this.#nodeId;
   }
 
   #schedule(feed: LoadedFeed): void {
     clearTimeout(feed.timer);
-    if (this.#closed || feed.definition.refreshSeconds === 0) {
+    feed.timer = undefined;
+    const dueMs = this.#nextRefreshMs(feed);
+    if (this.#closed || dueMs === undefined) {
       return;
     }
-    const intervalMs = feed.definition.refreshSeconds * 1000;
-    const dueMs = Math.max(0, feed.status.lastAttemptMs + intervalMs - this.#now());
-    feed.timer = setTimeout(() => {
-      if (!this.#feeds.has(feed.definition.id) || this.#closed) {
-        return;
-      }
-      this.refresh(feed.definition.id).finally(() => this.#schedule(feed));
-    }, Math.min(dueMs, 2_147_483_647));
+    feed.timer = setTimeout(() => this.#onTimer(feed), Math.min(Math.max(0, dueMs - this.#now()), 2_147_483_647));
     feed.timer.unref();
   }
 
-  /** Stops the timers and waits for refreshes in flight. */
+  /** Refreshes `feed` when it is still due, because a refresh recorded since the timer was set moves the due time. */
+  #onTimer(feed: LoadedFeed): void {
+    if (this.#closed || this.#feeds.get(feed.definition.id) !== feed) {
+      return;
+    }
+    const dueMs = this.#nextRefreshMs(feed);
+    if (dueMs === undefined) {
+      return;
+    }
+    if (this.#now() < dueMs) {
+      this.#schedule(feed);
+      return;
+    }
+    if (!this.#isPreferred(feed)) {
+      feed.log.info(
+        { preferredNode: preferredNode(feed.definition.id, this.#nodeId, this.#peerNodeId()), lastSuccessMs: feed.refresh?.atMs ?? 0, graceMs: fallbackGraceMs(feed.definition, this.#grace) },
+        'no refresh recorded within the grace period after the feed was due; fetching on this node',
+      );
+    }
+    this.refresh(feed.definition.id).finally(() => {
+      if (this.#feeds.get(feed.definition.id) === feed) {
+        this.#schedule(feed);
+      }
+    });
+  }
+
+  /** Stops the timers and waits for refreshes and reconciliations in flight. */
   async close(): Promise<void> {
     this.#closed = true;
     for (const feed of this.#feeds.values()) {
       clearTimeout(feed.timer);
     }
     await Promise.all([...this.#feeds.values()].map((feed) => feed.refreshing?.catch(() => undefined)));
+    await this.#reconciling;
   }
 
   /** Feeds with a zone and a dataset in force, for the DNS front. */
@@ -387,49 +636,62 @@ export class FeedManager {
           returnCode: value.a,
           reason: value.txt === undefined ? `listed by ${match.match.entry}` : dataset.expandTxt(value.txt, subject),
           fetchedMs: feed.version.importedMs,
-          expiresMs: refreshMs > 0 ? Math.max(feed.status.lastSuccessMs, feed.version.importedMs) + refreshMs : 0,
+          expiresMs: refreshMs > 0 ? Math.max(feed.refresh?.atMs ?? 0, feed.version.importedMs) + refreshMs : 0,
         });
       }
     }
     return listings;
   }
-}
 
-function matchKey(dataset: Dataset, kind: ObjectKindName, key: string): { match: MatchResult; subject: string } | undefined {
-  switch (kind) {
-    case 'ip': {
-      const v4 = parseIp4(key);
-      if (v4 !== undefined) {
-        return { match: dataset.matchIp4(v4), subject: key };
-      }
-      if (ipaddr.IPv6.isValid(key)) {
-        return { match: dataset.matchIp6(ip6ToBigInt(ipaddr.IPv6.parse(key))), subject: key };
-      }
-      return undefined;
-    }
-    case 'network': {
-      const v4 = parseIp4Cidr(key);
-      if (v4) {
-        return { match: dataset.matchIp4(v4.network, v4.length), subject: key };
-      }
-      const v6 = parseIp6Entry(key);
-      return v6 ? { match: dataset.matchIp6(v6.network, v6.length), subject: key } : undefined;
-    }
-    case 'domain':
-      return { match: dataset.matchDomain(key), subject: key };
-    case 'user': {
-      const domain = key.slice(key.lastIndexOf('@') + 1);
-      return domain ? { match: dataset.matchDomain(domain), subject: domain } : undefined;
-    }
-    default:
-      return undefined;
+  #view(feed: LoadedFeed): FeedView {
+    const refresh = feed.refresh;
+    const lastSuccessMs = refresh?.atMs ?? 0;
+    const lastError = feed.local.lastError && feed.local.lastError.atMs > lastSuccessMs ? feed.local.lastError : undefined;
+    return {
+      definition: feed.definition,
+      version: feed.version,
+      status: {
+        lastAttemptMs: feed.local.lastAttemptMs,
+        lastSuccessMs,
+        lastSuccessNodeId: refresh?.hlc.nodeId ?? '',
+        lastSuccessUnchanged: refresh ? !refresh.changed : false,
+        lastError,
+      },
+      preferredNodeId: preferredNode(feed.definition.id, this.#nodeId, this.#peerNodeId()),
+      nextRefreshMs: this.#nextRefreshMs(feed) ?? 0,
+      refreshGraceMs: this.#isPreferred(feed) ? 0 : fallbackGraceMs(feed.definition, this.#grace),
+    };
   }
 }
 
-function chunkKey(id: string, version: number, index: number): string {
-  return `b${SEP}${id}${SEP}${version.toString(16).padStart(8, '0')}${SEP}${index.toString(16).padStart(6, '0')}`;
+/** Reads the records of feed `id` that the cleanup decides on, and this node's status. */
+async function readFeedRecords(reader: FeedRecordReader, id: string): Promise<{ records: FeedRecords; local: LocalStatus | undefined }> {
+  const [definition, version, refresh, local] = (await reader.getMany([definitionKey(id), versionKey(id), refreshKey(id), statusKey(id)])) as [
+    StoredDefinition | undefined,
+    FeedVersion | undefined,
+    RefreshRecord | undefined,
+    LocalStatus | undefined,
+  ];
+
+  // Chunks of the version in force are kept whatever their timestamp, so only the others are read.
+  const keys = (await reader.keys(chunkPrefix(id))).filter((key) => definition?.removed || chunkSha(key, id) !== version?.sha256);
+  const values = (await reader.getMany(keys)) as (StoredChunk | undefined)[];
+  const chunks: ChunkInfo[] = [];
+  keys.forEach((key, index) => {
+    const value = values[index];
+    if (value) {
+      chunks.push({ key, sha256: chunkSha(key, id), hlc: value.hlc });
+    }
+  });
+  return { records: { definition, version, refresh, chunks }, local };
 }
 
-function view(feed: LoadedFeed): FeedView {
-  return { definition: feed.definition, version: feed.version, status: feed.status };
+/** Returns the administrator's fields of a stored definition, without its timestamp. */
+function definitionFields(stored: FeedDefinition): FeedDefinition {
+  const { id, source, format, zone, category, refreshSeconds, maxBytes, timeoutMs } = stored;
+  return { id, source, format, zone, category, refreshSeconds, maxBytes, timeoutMs, caPem: stored.caPem ?? '' };
+}
+
+function exists(id: string): CdrError {
+  return new CdrError('ERR_FEED_EXISTS', `a feed with id "${id}" exists; remove it first or choose another id`, { details: { id } });
 }

@@ -25,6 +25,11 @@ export function feedToWire(feed: FeedView): impcdr.v1.IFeedInfo {
     lastError: status.lastError?.message ?? '',
     lastErrorMs: status.lastError?.atMs ?? 0,
     encoding: version?.encoding ?? '',
+    lastSuccessNodeId: status.lastSuccessNodeId,
+    lastSuccessUnchanged: status.lastSuccessUnchanged,
+    preferredNodeId: feed.preferredNodeId,
+    nextRefreshMs: feed.nextRefreshMs,
+    refreshGraceMs: feed.refreshGraceMs,
   };
 }
 
@@ -39,5 +44,6 @@ export function definitionFromWire(wire: impcdr.v1.IFeedDefinition | null | unde
     refreshSeconds: wire?.refreshSeconds ? Number(wire.refreshSeconds) : defaults.refreshSeconds,
     maxBytes: wire?.maxBytes ? Number(wire.maxBytes) : defaults.maxBytes,
     timeoutMs: wire?.timeoutMs ? Number(wire.timeoutMs) : defaults.timeoutMs,
+    caPem: wire?.caPem ?? '',
   };
 }

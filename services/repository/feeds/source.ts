@@ -1,11 +1,17 @@
 /**
  * Reads a feed's bytes from a file path or an HTTP(S) URL, with a size limit, a timeout and
- * conditional requests (If-None-Match, If-Modified-Since).
+ * conditional requests (If-None-Match, If-Modified-Since). HTTPS verifies the server certificate
+ * against the system CAs, or against the feed's own CA certificates when it has them.
  */
 
 import { open } from 'node:fs/promises';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 
 import { CdrError } from '../../common/errors.js';
+
+/** Redirects followed before a fetch fails. */
+export const MAX_REDIRECTS = 5;
 
 export interface FetchOptions {
   source: string;
@@ -14,6 +20,8 @@ export interface FetchOptions {
   /** Validators of the version in force, sent so that an unchanged source answers 304. */
   etag?: string;
   lastModified?: string;
+  /** PEM certificates that HTTPS trusts instead of the system CAs, or empty or absent for the system CAs. */
+  caPem?: string;
 }
 
 export type FetchResult =
@@ -21,11 +29,32 @@ export type FetchResult =
   | { changed: true; bytes: Buffer; etag?: string; lastModified?: string };
 
 /**
- * Fetches the source. A file is read whole; a URL is fetched with GET and its body read up to
- * `maxBytes`.
+ * OpenSSL and Node.js codes of a server certificate that does not verify. A fetch that fails with
+ * one of them fails with `ERR_FEED_TLS`.
+ */
+const CERTIFICATE_ERRORS = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'CERT_REVOKED',
+  'INVALID_CA',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+/**
+ * Fetches the source. A file is read whole; a URL is fetched with GET, following up to
+ * MAX_REDIRECTS redirects, and its body read up to `maxBytes`.
  *
  * @throws CdrError `ERR_FEED_FETCH`, `ERR_FEED_TIMEOUT`, `ERR_FEED_TOO_LARGE`, `ERR_FEED_TRUNCATED`
- *   (body shorter than its Content-Length)
+ *   (body shorter than its Content-Length, or the connection closed early), `ERR_FEED_TLS` (the
+ *   server certificate does not verify)
  */
 export async function fetchSource(options: FetchOptions): Promise<FetchResult> {
   if (/^https?:\/\//i.test(options.source)) {
@@ -61,37 +90,54 @@ async function fetchUrl(options: FetchOptions): Promise<FetchResult> {
     headers['if-modified-since'] = options.lastModified;
   }
 
+  // One deadline for every redirect and the whole body.
   const signal = AbortSignal.timeout(options.timeoutMs);
+  let url = options.source;
   try {
-    const response = await fetch(options.source, { headers, signal, redirect: 'follow' });
-    if (response.status === 304) {
-      await response.body?.cancel();
-      return { changed: false };
-    }
-    if (!response.ok) {
-      await response.body?.cancel();
-      throw new CdrError('ERR_FEED_FETCH', `GET ${options.source} returned status ${response.status} ${response.statusText}; expected 200 or 304`, {
-        details: { source: options.source, status: response.status },
-      });
-    }
+    for (let redirects = 0; ; redirects += 1) {
+      const response = await get(url, headers, signal, options.caPem);
+      const status = response.statusCode ?? 0;
 
-    const announced = Number(response.headers.get('content-length') ?? NaN);
-    if (announced > options.maxBytes) {
-      await response.body?.cancel();
-      throw tooLarge(options.source, announced, options.maxBytes);
+      if ([301, 302, 303, 307, 308].includes(status) && response.headers.location) {
+        response.resume();
+        if (redirects >= MAX_REDIRECTS) {
+          throw new CdrError('ERR_FEED_FETCH', `GET ${options.source} was redirected more than ${MAX_REDIRECTS} times; check the feed source URL`, {
+            details: { source: options.source, status },
+          });
+        }
+        url = new URL(response.headers.location, url).toString();
+        if (!/^https?:\/\//i.test(url)) {
+          throw new CdrError('ERR_FEED_FETCH', `GET ${options.source} was redirected to ${url}, which is not an http:// or https:// URL`, { details: { source: options.source } });
+        }
+        continue;
+      }
+      if (status === 304) {
+        response.resume();
+        return { changed: false };
+      }
+      if (status !== 200) {
+        response.resume();
+        const reason = response.statusMessage ? ` ${response.statusMessage}` : '';
+        throw new CdrError('ERR_FEED_FETCH', `GET ${options.source} returned status ${status}${reason}; expected 200 or 304`, {
+          details: { source: options.source, status },
+        });
+      }
+
+      const announced = Number(response.headers['content-length'] ?? NaN);
+      if (announced > options.maxBytes) {
+        response.destroy();
+        throw tooLarge(options.source, announced, options.maxBytes);
+      }
+      const bytes = await readBodyLimited(response, options.source, options.maxBytes);
+      if (Number.isFinite(announced) && bytes.length < announced) {
+        throw new CdrError('ERR_FEED_TRUNCATED', `GET ${options.source} returned ${bytes.length} bytes of the ${announced} announced; the version in force stays`, {
+          details: { source: options.source, received: bytes.length, announced },
+        });
+      }
+      const etag = headerValue(response, 'etag');
+      const lastModified = headerValue(response, 'last-modified');
+      return { changed: true, bytes, ...(etag ? { etag } : {}), ...(lastModified ? { lastModified } : {}) };
     }
-    const bytes = await readBodyLimited(response, options.source, options.maxBytes);
-    if (Number.isFinite(announced) && bytes.length < announced && !response.headers.get('content-encoding')) {
-      throw new CdrError('ERR_FEED_TRUNCATED', `GET ${options.source} returned ${bytes.length} bytes of the ${announced} announced; the version in force stays`, {
-        details: { source: options.source, received: bytes.length, announced },
-      });
-    }
-    return {
-      changed: true,
-      bytes,
-      ...(response.headers.get('etag') ? { etag: response.headers.get('etag')! } : {}),
-      ...(response.headers.get('last-modified') ? { lastModified: response.headers.get('last-modified')! } : {}),
-    };
   } catch (error) {
     if (error instanceof CdrError) {
       throw error;
@@ -102,36 +148,66 @@ async function fetchUrl(options: FetchOptions): Promise<FetchResult> {
         details: { source: options.source, timeoutMs: options.timeoutMs },
       });
     }
-    const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-    const code = cause?.code ?? '';
-    if (code === 'UND_ERR_SOCKET' || /terminated|other side closed/i.test(String((error as Error).message) + String(cause?.message ?? ''))) {
+    const code = (error as NodeJS.ErrnoException).code ?? '';
+    if (CERTIFICATE_ERRORS.has(code)) {
+      const fix = options.caPem
+        ? 'check that the feed CA (cdrctl feeds add --ca) issued the server certificate and that it names the host'
+        : 'add the CA that issued it with cdrctl feeds add --ca FILE';
+      throw new CdrError('ERR_FEED_TLS', `GET ${url}: the server certificate does not verify (${code}: ${(error as Error).message}); ${fix}`, {
+        cause: error,
+        details: { source: options.source, tlsCode: code },
+      });
+    }
+    if (code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE' || (error as Error).message === 'aborted') {
       throw new CdrError('ERR_FEED_TRUNCATED', `GET ${options.source}: the connection closed before the body was complete; the version in force stays`, {
         cause: error,
         details: { source: options.source },
       });
     }
-    throw new CdrError('ERR_FEED_FETCH', `GET ${options.source} failed: ${cause?.message ?? (error as Error).message}`, {
+    throw new CdrError('ERR_FEED_FETCH', `GET ${options.source} failed: ${code ? `${code}: ` : ''}${(error as Error).message}`, {
       cause: error,
       details: { source: options.source },
     });
   }
 }
 
-async function readBodyLimited(response: Response, source: string, maxBytes: number): Promise<Buffer> {
-  if (!response.body) {
-    return Buffer.alloc(0);
-  }
+/** Sends one GET and resolves with the response head, leaving the body unread. */
+function get(url: string, headers: Record<string, string>, signal: AbortSignal, caPem: string | undefined): Promise<IncomingMessage> {
+  return new Promise((resolveResponse, rejectResponse) => {
+    const https = url.toLowerCase().startsWith('https:');
+    // No connection is reused between fetches, so every fetch verifies the server certificate again.
+    const options = { method: 'GET', headers, signal, agent: false as const, ...(https && caPem ? { ca: caPem } : {}) };
+    const request = https ? httpsRequest(url, options) : httpRequest(url, options);
+    request.once('response', resolveResponse);
+    request.once('error', rejectResponse);
+    request.end();
+  });
+}
+
+async function readBodyLimited(response: IncomingMessage, source: string, maxBytes: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let total = 0;
-  for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
-    total += chunk.byteLength;
+  for await (const chunk of response as AsyncIterable<Buffer>) {
+    total += chunk.length;
     if (total > maxBytes) {
-      await response.body.cancel().catch(() => {});
+      response.destroy();
       throw tooLarge(source, total, maxBytes);
     }
-    chunks.push(Buffer.from(chunk));
+    chunks.push(chunk);
+  }
+  // A connection closed before the announced length can end the stream without an error, so
+  // `complete` decides whether the whole message arrived.
+  if (!response.complete) {
+    throw new CdrError('ERR_FEED_TRUNCATED', `GET ${source}: the connection closed before the body was complete; the version in force stays`, {
+      details: { source, received: total },
+    });
   }
   return Buffer.concat(chunks);
+}
+
+function headerValue(response: IncomingMessage, name: string): string | undefined {
+  const value = response.headers[name];
+  return Array.isArray(value) ? value[0] : value;
 }
 
 function tooLarge(source: string, size: number, maxBytes: number): CdrError {

@@ -13,7 +13,7 @@ import { proto } from '../../../modules/protocol/constants.js';
 import { encodeFrame, FrameDecoder } from '../../../modules/protocol/framing.js';
 import type { impcdr } from '../../../modules/protocol/generated/messages.js';
 import type { PeerRecord, ReplicationIdentityFiles } from '../peer.js';
-import type { IndexStore } from '../store.js';
+import type { IndexStore, RemoteApplyResult } from '../store.js';
 
 /** Replication states, as `cdrctl status` and the SNMP agent report them. */
 export type ReplicationState = 'unpaired' | 'connecting' | 'syncing' | 'tailing' | 'disconnected';
@@ -29,7 +29,7 @@ const REQUEST_TIMEOUT_MS = 15_000;
 
 export interface PullerCallbacks {
   /** Called after merged values were stored, with the objects whose counters changed. */
-  onApplied: (result: { touched: Set<string>; policyChanged: boolean }) => void;
+  onApplied: (result: RemoteApplyResult) => void;
   onStateChange: (state: ReplicationState) => void;
 }
 

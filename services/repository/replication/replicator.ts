@@ -5,7 +5,7 @@
 
 import type { Logger } from '../../common/logger.js';
 import type { PeerRecord, ReplicationIdentityFiles } from '../peer.js';
-import type { IndexStore } from '../store.js';
+import type { IndexStore, RemoteApplyResult } from '../store.js';
 import { ReplicationPuller, type ReplicationState } from './puller.js';
 import { ReplicationServer } from './server.js';
 
@@ -19,7 +19,7 @@ export interface ReplicatorOptions {
   log: Logger;
   /** Log entries kept even when the peer has not applied them; older ones make the peer resync by snapshot. */
   logRetentionEntries: number;
-  onApplied: (result: { touched: Set<string>; policyChanged: boolean }) => void;
+  onApplied: (result: RemoteApplyResult) => void;
   onStateChange?: (state: ReplicationState) => void;
 }
 

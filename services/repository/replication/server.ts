@@ -20,6 +20,12 @@ const MAX_REQUEST_BYTES = 64 * 1024;
 export const MAX_PULL_ENTRIES = 1000;
 export const MAX_SNAPSHOT_PAIRS = 5000;
 export const MAX_WAIT_MS = 5000;
+/**
+ * JSON bytes after which a pull or snapshot page stops adding entries or pairs. One log entry carries
+ * at most one feed chunk (about 700 KB as base64) or one Observe batch, so a response stays well below
+ * the puller's 256 MiB frame limit.
+ */
+export const RESPONSE_BUDGET_BYTES = 16 * 1024 * 1024;
 
 export class ReplicationServer {
   readonly #server: Server;
@@ -146,7 +152,7 @@ export class ReplicationServer {
       const max = Math.min(Math.max(1, pull.maxEntries ?? 100), MAX_PULL_ENTRIES);
       this.peerAcknowledged = Math.max(this.peerAcknowledged, after);
 
-      const first = await this.#store.readLog(after, max);
+      const first = await this.#store.readLog(after, max, RESPONSE_BUDGET_BYTES);
       let entries = first.entries;
       if (first.oldest > after + 1) {
         return { pull: { nodeId: this.#nodeIdOfSelf(), entries: [], headSequence: this.#store.logHead, truncated: true } };
@@ -160,7 +166,7 @@ export class ReplicationServer {
             resolveWait();
           });
         });
-        entries = (await this.#store.readLog(after, max)).entries;
+        entries = (await this.#store.readLog(after, max, RESPONSE_BUDGET_BYTES)).entries;
       }
       return {
         pull: {
@@ -168,7 +174,7 @@ export class ReplicationServer {
           entries: entries.map((entry) => ({
             sequence: entry.sequence,
             committedMs: entry.committedMs,
-            putsJson: Buffer.from(JSON.stringify(entry.puts)),
+            putsJson: Buffer.from(entry.putsJson ?? JSON.stringify(entry.puts)),
           })),
           headSequence: this.#store.logHead,
           truncated: false,
@@ -180,7 +186,7 @@ export class ReplicationServer {
       const snapshot = request.snapshot;
       const max = Math.min(Math.max(1, snapshot.maxPairs ?? 1000), MAX_SNAPSHOT_PAIRS);
       const head = this.#store.logHead;
-      const page = await this.#store.snapshotPage(Buffer.from(snapshot.afterKey ?? []).toString('utf8'), max);
+      const page = await this.#store.snapshotPage(Buffer.from(snapshot.afterKey ?? []).toString('utf8'), max, RESPONSE_BUDGET_BYTES);
       return {
         snapshot: {
           nodeId: this.#nodeIdOfSelf(),
