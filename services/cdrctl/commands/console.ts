@@ -15,7 +15,7 @@ export const consoleCommand: Command = {
   name: 'console',
   usage: [
     'console [--network-root DIR] [--root DIR]',
-    '                                        technician menu; DIR defaults: /etc/systemd/network and /',
+    '                                      technician menu; DIR defaults: /etc/systemd/network and /',
   ],
   async run(context, args) {
     const { values } = parseArgs({
