@@ -61,6 +61,22 @@ export interface ConsoleOptions {
   powerAction?: (action: 'reboot' | 'poweroff') => Promise<void>;
 }
 
+/**
+ * End of a console session: `left` after choice 0 or the end of input at the menu, and
+ * `first-boot-incomplete` when the input ended before the first-boot wizard finished, which then saved
+ * nothing.
+ */
+export type ConsoleOutcome = 'left' | 'first-boot-incomplete';
+
+/** An interface address typed and checked, not yet written. */
+interface InterfaceSetting {
+  role: InterfaceRole;
+  /** Address with prefix length, normalised, such as 192.0.2.10/24. */
+  address: string;
+  /** Default gateway, '' for none. */
+  gateway: string;
+}
+
 const ROLES: readonly InterfaceRole[] = ['management', 'replication', 'service'];
 const MIN_PASSWORD_LENGTH = 12;
 const MAX_PASSWORD_LENGTH = 128;
@@ -80,8 +96,8 @@ const MENU = [
   ' 0) Leave the console',
 ];
 
-/** Runs the console until the technician leaves it. */
-export async function runConsole(options: ConsoleOptions): Promise<void> {
+/** Runs the console until the technician leaves it or the input ends. */
+export async function runConsole(options: ConsoleOptions): Promise<ConsoleOutcome> {
   const muted = { on: false };
   const output = new Writable({
     write(chunk, encoding, callback) {
@@ -94,8 +110,9 @@ export async function runConsole(options: ConsoleOptions): Promise<void> {
   const rl = createInterface({ input: options.input, output, terminal: true });
   const session = new ConsoleSession(rl, options, muted);
   rl.on('SIGINT', () => session.onInterrupt());
-  await session.run();
+  const outcome = await session.run();
   rl.close();
+  return outcome;
 }
 
 class ConsoleSession {
@@ -103,6 +120,8 @@ class ConsoleSession {
   readonly #options: ConsoleOptions;
   readonly #muted: { on: boolean };
   #closed = false;
+  /** Set when the input ended in the first-boot wizard that a factory reset started. */
+  #firstBootIncomplete = false;
   #pendingAnswer: ((answer: string | undefined) => void) | undefined;
   /** Lines typed while no question was open (while the header was being read), answered in order. */
   readonly #typedAhead: string[] = [];
@@ -160,36 +179,54 @@ class ConsoleSession {
     });
   }
 
-  async run(): Promise<void> {
-    if (!existsSync(join(this.#options.stateDir, 'configured'))) {
-      await this.#firstBoot();
+  async run(): Promise<ConsoleOutcome> {
+    if (!existsSync(join(this.#options.stateDir, 'configured')) && !(await this.#firstBoot())) {
+      return 'first-boot-incomplete';
     }
     while (!this.#closed) {
       await this.#showHeader();
       this.#print(MENU.join('\n'));
       const choice = await this.#ask('Choice: ');
       if (choice === undefined || choice === '0') {
-        return;
+        return 'left';
       }
       await this.#dispatch(choice);
+      if (this.#firstBootIncomplete) {
+        return 'first-boot-incomplete';
+      }
     }
+    return 'left';
   }
 
-  async #firstBoot(): Promise<void> {
+  /**
+   * Asks for the management address and the admin password, then writes both and the `configured`
+   * marker. Returns false when the input ended first, and then writes nothing.
+   */
+  async #firstBoot(): Promise<boolean> {
     this.#print('First boot: this node is not configured yet.');
     this.#print('Step 1 of 2: management interface address.');
-    while (!this.#closed && !(await this.#setInterface('management'))) {
+    let management: InterfaceSetting | undefined;
+    while (!this.#closed && !(management = await this.#askInterface('management'))) {
       this.#print('The management address is required; try again.');
     }
-    this.#print('Step 2 of 2: admin password.');
-    while (!this.#closed && !(await this.#setPassword())) {
+    if (management) {
+      this.#print('Step 2 of 2: admin password.');
+    }
+    let password: string | undefined;
+    while (!this.#closed && !(password = await this.#askPassword())) {
       this.#print('The admin password is required; try again.');
     }
-    if (!this.#closed) {
-      mkdirSync(this.#options.stateDir, { recursive: true, mode: 0o750 });
-      writeFileSync(join(this.#options.stateDir, 'configured'), `${new Date().toISOString()}\n`);
-      this.#print('First boot finished.');
+    if (!management || !password) {
+      this.#print('Input ended before the first-boot wizard finished; nothing was saved.');
+      return false;
     }
+
+    this.#writeInterface(management);
+    this.#writePassword(password);
+    mkdirSync(this.#options.stateDir, { recursive: true, mode: 0o750 });
+    writeFileSync(join(this.#options.stateDir, 'configured'), `${new Date().toISOString()}\n`);
+    this.#print('First boot finished.');
+    return true;
   }
 
   async #dispatch(choice: string): Promise<void> {
@@ -269,62 +306,85 @@ class ConsoleSession {
     }
   }
 
-  /** Asks for an address and gateway of `role` and writes its networkd file; returns whether it did. */
-  async #setInterface(role: InterfaceRole): Promise<boolean> {
+  /** Asks for an address and gateway of `role` and writes its networkd file. */
+  async #setInterface(role: InterfaceRole): Promise<void> {
+    const setting = await this.#askInterface(role);
+    if (setting) {
+      this.#writeInterface(setting);
+    }
+  }
+
+  /** Asks for an address and gateway of `role`; returns them once valid, or undefined. */
+  async #askInterface(role: InterfaceRole): Promise<InterfaceSetting | undefined> {
     const interfaceName = O550_PROFILE.interfaces[role];
     const address = await this.#ask(`${role} (${interfaceName}) address, CIDR such as 192.0.2.10/24: `);
     if (!address) {
-      return false;
+      return undefined;
     }
     const parsed = parseCidr(address);
     if (typeof parsed === 'string') {
       this.#print(parsed);
-      return false;
+      return undefined;
     }
     const gateway = role === 'management' ? await this.#ask('Gateway (empty for none): ') : '';
     if (gateway === undefined) {
-      return false;
+      return undefined;
     }
     if (gateway !== '' && (!ipaddr.isValid(gateway) || ipaddr.parse(gateway).kind() !== parsed.kind)) {
       this.#print(`Invalid gateway "${gateway}"; expected an ${parsed.kind} address.`);
-      return false;
+      return undefined;
     }
+    return { role, address: parsed.text, gateway };
+  }
 
+  /** Writes the networkd file of one interface, after saving the current files for option 8. */
+  #writeInterface(setting: InterfaceSetting): void {
     this.#backupNetwork();
     mkdirSync(this.#options.networkRoot, { recursive: true });
-    const path = join(this.#options.networkRoot, `10-imp-cdr-${role}.network`);
-    const lines = ['# Written by the IMP-CDR console.', '[Match]', `Name=${interfaceName}`, '', '[Network]', `Address=${parsed.text}`];
-    if (gateway) {
-      lines.push(`Gateway=${gateway}`);
+    const path = join(this.#options.networkRoot, `10-imp-cdr-${setting.role}.network`);
+    const lines = ['# Written by the IMP-CDR console.', '[Match]', `Name=${O550_PROFILE.interfaces[setting.role]}`, '', '[Network]', `Address=${setting.address}`];
+    if (setting.gateway) {
+      lines.push(`Gateway=${setting.gateway}`);
     }
     writeFileSync(`${path}.tmp`, `${lines.join('\n')}\n`);
     renameSync(`${path}.tmp`, path);
     this.#print(`Wrote ${path}; networkd applies it at the next restart of systemd-networkd.`);
-    return true;
   }
 
-  async #setPassword(): Promise<boolean> {
+  async #setPassword(): Promise<void> {
+    const password = await this.#askPassword();
+    if (password) {
+      this.#writePassword(password);
+    }
+  }
+
+  /** Asks for the admin password twice; returns it once valid and repeated, or undefined. */
+  async #askPassword(): Promise<string | undefined> {
     const first = await this.#ask(`New admin password (${MIN_PASSWORD_LENGTH} to ${MAX_PASSWORD_LENGTH} characters): `, true);
     if (!first) {
-      return false;
+      return undefined;
     }
     if (first.length < MIN_PASSWORD_LENGTH || first.length > MAX_PASSWORD_LENGTH) {
       this.#print(`Invalid password: it has ${first.length} characters; expected ${MIN_PASSWORD_LENGTH} to ${MAX_PASSWORD_LENGTH}.`);
-      return false;
+      return undefined;
     }
     const second = await this.#ask('Repeat the password: ', true);
     if (second !== first) {
       this.#print('The passwords differ; the admin password was not changed.');
-      return false;
+      return undefined;
     }
+    return first;
+  }
+
+  /** Stores the scrypt hash of `password`; the password itself is never written. */
+  #writePassword(password: string): void {
     const salt = randomBytes(16);
-    const hash = scryptSync(first, salt, 32, { N: 16384, r: 8, p: 1 });
+    const hash = scryptSync(password, salt, 32, { N: 16384, r: 8, p: 1 });
     mkdirSync(this.#options.stateDir, { recursive: true, mode: 0o750 });
     const path = join(this.#options.stateDir, 'admin-password');
     writeFileSync(`${path}.tmp`, `scrypt$16384$8$1$${salt.toString('base64')}$${hash.toString('base64')}\n`, { mode: 0o600 });
     renameSync(`${path}.tmp`, path);
     this.#print('Admin password changed.');
-    return true;
   }
 
   /** Applies a bundle as `cdrctl firmware apply` does, without the downgrade and hardware overrides. */
@@ -449,7 +509,7 @@ class ConsoleSession {
     }
     rmSync(this.#options.stateDir, { recursive: true, force: true });
     this.#print('Factory reset done.');
-    await this.#firstBoot();
+    this.#firstBootIncomplete = !(await this.#firstBoot());
   }
 
   async #power(action: 'reboot' | 'poweroff'): Promise<void> {

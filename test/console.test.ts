@@ -3,7 +3,7 @@
  * is read with `capture-pane`. Each test runs its own tmux server on a socket in its own folder.
  */
 
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -32,6 +32,8 @@ interface ConsolePane {
   waitFor(pattern: RegExp, since?: number): Promise<string>;
   screen(): Promise<string>;
   alive(): Promise<boolean>;
+  /** Exit status of the console once it has ended. */
+  exitStatus(): Promise<number>;
 }
 
 /**
@@ -104,7 +106,18 @@ async function startConsole(
     async alive() {
       return (await tmux('display-message', '-p', '-t', 'console', '#{pane_dead}')).stdout.trim() === '0';
     },
+    async exitStatus() {
+      return Number((await tmux('display-message', '-p', '-t', 'console', '#{pane_dead_status}')).stdout.trim());
+    },
   };
+}
+
+/** Waits up to 15 s for the console in `pane` to end. */
+async function waitForExit(pane: ConsolePane): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  while ((await pane.alive()) && Date.now() < deadline) {
+    await sleep(100);
+  }
 }
 
 test.serial('first boot wizard checks input', async (t) => {
@@ -167,6 +180,58 @@ test.serial('first boot wizard checks input', async (t) => {
   t.true(existsSync(join(pane.stateDir, 'configured')));
 });
 
+test.serial('first boot input ends early', async (t) => {
+  const pane = await startConsole(t, { configured: false });
+  await pane.waitFor(/management \(eno1\) address, CIDR such as 192\.0\.2\.10\/24:$/m);
+  await pane.line('192.0.2.10/24');
+  await pane.waitFor(/Gateway \(empty for none\):$/m);
+  await pane.line('192.0.2.1');
+  await pane.waitFor(/New admin password \(12 to 128 characters\):$/m);
+  await pane.line('abcdefghijkl');
+  await pane.waitFor(/Repeat the password:$/m);
+
+  // Ctrl-D on an empty line ends the terminal input, as a closed serial line does.
+  await pane.keys('C-d');
+  await pane.waitFor(/Input ended before the first-boot wizard finished; nothing was saved\.$/m);
+  await waitForExit(pane);
+  t.false(await pane.alive());
+  t.is(await pane.exitStatus(), 1);
+  t.false(existsSync(pane.networkRoot), 'no interface file');
+  t.false(existsSync(join(pane.stateDir, 'admin-password')));
+  t.false(existsSync(join(pane.stateDir, 'configured')));
+  t.false(existsSync(join(pane.stateDir, 'previous-network')));
+});
+
+test.serial('first boot piped input ends', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'imp-cdr-console-'));
+  const hwRoot = writeHardwareFixture(O550_FIXTURE);
+  t.teardown(() => {
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(hwRoot, { recursive: true, force: true });
+  });
+  const configPath = join(dir, 'cdr.yaml');
+  writeFileSync(configPath, 'paths:\n  state: .\n  run: run\n');
+  const networkRoot = join(dir, 'network');
+
+  // Each case ends the input at another step; none of them may leave a file behind.
+  const inputs = ['', '192.0.2.10/24\n', '192.0.2.10/24\n192.0.2.1\n', '192.0.2.10/24\n192.0.2.1\nabcdefghijkl\n'];
+  for (const input of inputs) {
+    const result = await new Promise<{ code: number | null; stdout: string }>((resolveRun) => {
+      const child = spawn(process.execPath, [CDRCTL_MAIN, '--config', configPath, 'console', '--network-root', networkRoot, '--root', hwRoot], { stdio: ['pipe', 'pipe', 'inherit'] });
+      let stdout = '';
+      child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
+      child.stdin.end(input);
+      child.once('exit', (code) => resolveRun({ code, stdout }));
+    });
+    const label = JSON.stringify(input);
+    t.is(result.code, 1, label);
+    t.true(result.stdout.trimEnd().endsWith('Input ended before the first-boot wizard finished; nothing was saved.'), `${label}: ${result.stdout}`);
+    t.false(result.stdout.includes('First boot finished.'), label);
+    t.false(existsSync(networkRoot), `${label}: no interface file`);
+    t.false(existsSync(join(dir, 'console')), `${label}: no console state`);
+  }
+});
+
 test.serial('Ctrl-C and bad entries', async (t) => {
   const pane = await startConsole(t, { configured: true });
   await pane.waitFor(/Choice:$/m);
@@ -213,11 +278,9 @@ test.serial('Ctrl-C and bad entries', async (t) => {
   t.true(await pane.alive());
   // Sent without waiting for the menu: a line typed ahead is kept and answers the next question.
   await pane.line('0');
-  const deadline = Date.now() + 15_000;
-  while ((await pane.alive()) && Date.now() < deadline) {
-    await sleep(100);
-  }
+  await waitForExit(pane);
   t.false(await pane.alive());
+  t.is(await pane.exitStatus(), 0);
 });
 
 test.serial('restore and factory reset', async (t) => {

@@ -9,7 +9,7 @@ import { runConsole } from '../../../firmware/console.js';
 import { checkHardware } from '../../../hw/check.js';
 import { readHardwareFacts } from '../../../hw/detect.js';
 import { resolveUnder } from '../../common/config.js';
-import { configPathFor, EXIT_SUCCESS, type Command } from '../command.js';
+import { configPathFor, EXIT_FAILURE, EXIT_SUCCESS, type Command } from '../command.js';
 
 export const consoleCommand: Command = {
   name: 'console',
@@ -26,7 +26,7 @@ export const consoleCommand: Command = {
     const config = context.loadConfig();
     // Ctrl-C reaches readline as a keypress on a terminal; this keeps a SIGINT sent by other means from ending the console.
     process.on('SIGINT', () => undefined);
-    await runConsole({
+    const outcome = await runConsole({
       networkRoot: values['network-root'],
       stateDir: join(config.paths.state, 'console'),
       firmwareDir: join(config.paths.state, 'firmware'),
@@ -40,6 +40,7 @@ export const consoleCommand: Command = {
       input: process.stdin,
       output: process.stdout,
     });
-    return EXIT_SUCCESS;
+    // The console has already printed that the input ended and nothing was saved.
+    return outcome === 'first-boot-incomplete' ? EXIT_FAILURE : EXIT_SUCCESS;
   },
 };
