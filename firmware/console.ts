@@ -8,12 +8,13 @@
  * (`/etc/systemd/network` on the appliance). Before each change the previous files are copied to
  * `<stateDir>/previous-network/`. SNMP changes are written to cdr.yaml (`configPath`), whose previous
  * version is copied to `<stateDir>/previous-cdr.yaml`. "Restore the previous configuration" puts back
- * whichever of the two is saved.
+ * whichever of the two is saved. "Factory reset" runs factory-reset.ts, then offers a reboot and starts
+ * the first-boot wizard when the technician declines it.
  */
 
 import { execFile } from 'node:child_process';
 import { randomBytes, scryptSync } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { createInterface, type Interface } from 'node:readline';
@@ -27,11 +28,14 @@ import { O550_PROFILE, type InterfaceRole } from '../hw/profile.js';
 import { SOFTWARE_VERSION } from '../services/common/version.js';
 import { ControlClient } from '../modules/protocol/control-client.js';
 import { createLogger } from '../services/common/logger.js';
-import type { ConsoleIo } from './console-io.js';
+import type { CdrConfig } from '../services/common/config.js';
+import { loadPeer } from '../services/repository/peer.js';
+import { describeError, type ConsoleIo } from './console-io.js';
 import { runPairingMenu } from './console-pairing.js';
 import { runSnmpMenu } from './console-snmp.js';
 import { applyBundle, readFirmwareState } from './apply.js';
 import { loadPublicKey } from './bundle.js';
+import { factoryReset, listConsoleNetworkFiles, readDefaultConfig, RESET_STOPPED_UNITS, runCommand, type CommandRunner, type FactoryResetReport } from './factory-reset.js';
 import { SystemdFirmwareSystem } from './system.js';
 
 const execFileAsync = promisify(execFile);
@@ -52,13 +56,17 @@ export interface ConsoleOptions {
   hardware: HardwareReport;
   /** Strict hardware check run before a firmware apply from the menu. */
   checkHardwareForApply: () => HardwareReport;
+  /** The configuration in force; a factory reset removes the state paths it names. */
+  config: Readonly<CdrConfig>;
+  /** The default configuration a factory reset writes over `configPath`. */
+  defaultConfigPath: string;
   /** `firmware.publicKey` and `firmware.readyTimeoutMs` from the configuration. */
   firmwarePublicKeyPath: string;
   firmwareReadyTimeoutMs: number;
   input: NodeJS.ReadableStream;
   output: NodeJS.WritableStream;
-  /** Runs a power action (`systemctl reboot` or `systemctl poweroff`). */
-  powerAction?: (action: 'reboot' | 'poweroff') => Promise<void>;
+  /** Runs `systemctl` for the factory reset and the power actions. @defaultValue {@link runCommand} */
+  runCommand?: CommandRunner;
 }
 
 /**
@@ -120,8 +128,8 @@ class ConsoleSession {
   readonly #options: ConsoleOptions;
   readonly #muted: { on: boolean };
   #closed = false;
-  /** Set when the input ended in the first-boot wizard that a factory reset started. */
-  #firstBootIncomplete = false;
+  /** Set when a menu choice ends the session: a reboot after a factory reset, or end of input in its wizard. */
+  #endedBy: ConsoleOutcome | undefined;
   #pendingAnswer: ((answer: string | undefined) => void) | undefined;
   /** Lines typed while no question was open (while the header was being read), answered in order. */
   readonly #typedAhead: string[] = [];
@@ -191,8 +199,8 @@ class ConsoleSession {
         return 'left';
       }
       await this.#dispatch(choice);
-      if (this.#firstBootIncomplete) {
-        return 'first-boot-incomplete';
+      if (this.#endedBy) {
+        return this.#endedBy;
       }
     }
     return 'left';
@@ -455,7 +463,7 @@ class ConsoleSession {
     mkdirSync(this.#options.stateDir, { recursive: true, mode: 0o750 });
     rmSync(backup, { recursive: true, force: true });
     mkdirSync(backup);
-    for (const name of listNetworkFiles(this.#options.networkRoot)) {
+    for (const name of listConsoleNetworkFiles(this.#options.networkRoot)) {
       cpSync(join(this.#options.networkRoot, name), join(backup, name));
     }
   }
@@ -485,10 +493,10 @@ class ConsoleSession {
 
   #restoreNetwork(): void {
     const backup = join(this.#options.stateDir, 'previous-network');
-    for (const name of listNetworkFiles(this.#options.networkRoot)) {
+    for (const name of listConsoleNetworkFiles(this.#options.networkRoot)) {
       rmSync(join(this.#options.networkRoot, name));
     }
-    const restored = listNetworkFiles(backup);
+    const restored = listConsoleNetworkFiles(backup);
     for (const name of restored) {
       cpSync(join(backup, name), join(this.#options.networkRoot, name));
     }
@@ -497,19 +505,63 @@ class ConsoleSession {
   }
 
   async #factoryReset(): Promise<void> {
-    this.#print('Factory reset removes the interface addresses and the admin password, and starts the first-boot wizard.');
+    const state = this.#options.config.paths.state;
+    this.#print(
+      `Factory reset stops the IMP-CDR services and removes this node's state under ${state}: the index, node id, TLS material, ` +
+        'peer record, pairing host key, interface addresses and admin password. It writes the default configuration over ' +
+        `${this.#options.configPath} and keeps the firmware history.`,
+    );
+    const peerNodeId = pairedNodeId(state);
+    if (peerNodeId) {
+      this.#print(`This node is paired with ${peerNodeId}, which keeps its record of this node: unpair first (option 3), or run "cdrctl unpair --local-only" on ${peerNodeId} afterwards.`);
+    }
     const answer = await this.#ask('Type RESET to confirm: ');
     if (answer !== 'RESET') {
       this.#print('Factory reset cancelled; nothing was changed.');
       return;
     }
-    // TODO: also wipe the index, TLS material and peer record through the repository once it offers that.
-    for (const name of listNetworkFiles(this.#options.networkRoot)) {
-      rmSync(join(this.#options.networkRoot, name));
+
+    let report: FactoryResetReport;
+    try {
+      readDefaultConfig(this.#options.defaultConfigPath, this.#options.configPath);
+      this.#print(`Stopping the services: systemctl stop ${RESET_STOPPED_UNITS.join(' ')}`);
+      report = await factoryReset({
+        config: this.#options.config,
+        configPath: this.#options.configPath,
+        defaultConfigPath: this.#options.defaultConfigPath,
+        networkRoot: this.#options.networkRoot,
+        controlSocketPath: this.#options.controlSocketPath,
+        pairingSocketPath: this.#options.pairingSocketPath,
+        run: this.#runCommand,
+      });
+    } catch (error) {
+      this.#print(`Factory reset failed: ${describeError(error)}`);
+      return;
     }
-    rmSync(this.#options.stateDir, { recursive: true, force: true });
+    for (const path of report.removed) {
+      this.#print(`Removed ${path}`);
+    }
+    for (const path of report.leftOutside) {
+      this.#print(`Left in place, because it is outside ${state}: ${path}`);
+    }
+    this.#print(`Wrote the default configuration ${this.#options.defaultConfigPath} to ${this.#options.configPath}.`);
     this.#print('Factory reset done.');
-    this.#firstBootIncomplete = !(await this.#firstBoot());
+
+    const reboot = await this.#ask('Reboot now, so that the services start with the new state? Type yes to confirm: ');
+    if (reboot === 'yes' && (await this.#runPower('reboot'))) {
+      this.#endedBy = 'left';
+      return;
+    }
+    if (reboot !== undefined) {
+      this.#print('The services stay stopped until the node reboots (option 10).');
+    }
+    if (!(await this.#firstBoot())) {
+      this.#endedBy = 'first-boot-incomplete';
+    }
+  }
+
+  get #runCommand(): CommandRunner {
+    return this.#options.runCommand ?? runCommand;
   }
 
   async #power(action: 'reboot' | 'poweroff'): Promise<void> {
@@ -518,24 +570,30 @@ class ConsoleSession {
       this.#print(`${action === 'reboot' ? 'Reboot' : 'Power off'} cancelled.`);
       return;
     }
-    const run = this.#options.powerAction ?? (async (name) => void (await execFileAsync('systemctl', [name])));
+    await this.#runPower(action);
+  }
+
+  /** Runs `systemctl reboot` or `systemctl poweroff`; returns whether systemctl accepted it. */
+  async #runPower(action: 'reboot' | 'poweroff'): Promise<boolean> {
     try {
-      await run(action);
+      await this.#runCommand('systemctl', [action]);
       this.#print(`${action} requested.`);
+      return true;
     } catch (error) {
       this.#print(`${action} failed: ${(error as Error).message}`);
+      return false;
     }
   }
 }
 
-function listNetworkFiles(dir: string): string[] {
+/** Returns the node id in `<stateDir>/peer.json`, or undefined when the node is not paired or the record is unreadable. */
+function pairedNodeId(stateDir: string): string | undefined {
   try {
-    return readdirSync(dir).filter((name) => /^10-imp-cdr-[a-z]+\.network$/.test(name));
+    return loadPeer(stateDir)?.nodeId || undefined;
   } catch {
-    return [];
+    return undefined;
   }
 }
-
 /** Checks an interface address in CIDR form; returns the address or the message for the technician. */
 export function parseCidr(text: string): { text: string; kind: 'ipv4' | 'ipv6' } | string {
   let parsed: [ipaddr.IPv4 | ipaddr.IPv6, number];

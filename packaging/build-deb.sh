@@ -4,7 +4,7 @@
 #     packaging/build-deb.sh [OUTPUT_DIR]      (default: build/)
 #
 # The package contains the compiled code and the production node_modules under /opt/imp-cdr, the
-# systemd units, /etc/imp-cdr/cdr.yaml as a conffile, sysusers.d and tmpfiles.d entries, the
+# systemd units, /etc/imp-cdr/cdr.yaml as a conffile and its default copy in /opt/imp-cdr/defaults, sysusers.d and tmpfiles.d entries, the
 # IMP-CDR-MIB when the tree has one, and /usr/bin/cdrctl. The architecture is the build machine's
 # because node_modules contains compiled addons (classic-level, unix-dgram).
 set -euo pipefail
@@ -43,6 +43,9 @@ cp packaging/systemd/*.service packaging/systemd/*.target "$root/lib/systemd/sys
 cp packaging/debian/sysusers.conf "$root/usr/lib/sysusers.d/imp-cdr.conf"
 cp packaging/debian/tmpfiles.conf "$root/usr/lib/tmpfiles.d/imp-cdr.conf"
 cp packaging/debian/cdr.yaml "$root/etc/imp-cdr/cdr.yaml"
+# A pristine copy of the conffile, which the console's factory reset writes over /etc/imp-cdr/cdr.yaml.
+mkdir -p "$opt/defaults"
+cp packaging/debian/cdr.yaml "$opt/defaults/cdr.yaml"
 install -m 0755 packaging/debian/cdrctl "$root/usr/bin/cdrctl"
 
 mib="$(find services modules packaging -name 'IMP-CDR-MIB*' -type f 2>/dev/null | head -n 1)"
