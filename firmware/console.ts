@@ -34,7 +34,7 @@ import { describeError, type ConsoleIo } from './console-io.js';
 import { runPairingMenu } from './console-pairing.js';
 import { runSnmpMenu } from './console-snmp.js';
 import { applyBundle, readFirmwareState } from './apply.js';
-import { loadPublicKey } from './bundle.js';
+import { loadTrustedKey } from './release-key.js';
 import { factoryReset, listConsoleNetworkFiles, readDefaultConfig, RESET_STOPPED_UNITS, runCommand, type CommandRunner, type FactoryResetReport } from './factory-reset.js';
 import { SystemdFirmwareSystem } from './system.js';
 
@@ -404,7 +404,7 @@ class ConsoleSession {
     try {
       const outcome = await applyBundle({
         bundlePath,
-        publicKey: loadPublicKey(this.#options.firmwarePublicKeyPath),
+        publicKey: loadTrustedKey(this.#options.firmwarePublicKeyPath),
         stateDir: this.#options.firmwareDir,
         hardware: this.#options.checkHardwareForApply(),
         allowDowngrade: false,
