@@ -4,24 +4,9 @@
  * None of the command lines below reaches a repository, so no node is started.
  */
 
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
-
 import test from 'ava';
 
-import { CDRCTL_MAIN } from './helpers/node.js';
-
-const execFileAsync = promisify(execFile);
-
-async function cdrctl(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await execFileAsync(process.execPath, [CDRCTL_MAIN, ...args]);
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const failed = error as { code: number; stdout: string; stderr: string };
-    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
-  }
-}
+import { runCdrctl as cdrctl } from './helpers/node.js';
 
 const GLOBAL_HINT = 'Run "cdrctl help" for every command.';
 const GLOBAL_USAGE = 'usage: cdrctl [--config FILE | --socket PATH] COMMAND [ARGS]';

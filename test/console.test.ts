@@ -429,20 +429,26 @@ test.serial('restore and factory reset', async (t) => {
   t.true(await pane.alive());
 });
 
+/** Starts two repositories with their pairing daemons, stopped and removed at teardown. */
+async function startTwoPairingNodes(t: { teardown(fn: () => Promise<void> | void): void }): Promise<[PairingNode, PairingNode]> {
+  const nodes = await Promise.all([startPairingNode(), startPairingNode()]);
+  t.teardown(async () => {
+    for (const node of nodes) {
+      await node.daemon.stop();
+      await node.node.stop();
+      removeNode(node.node);
+    }
+  });
+  return nodes;
+}
+
 /** Lists a folder's entries, sorted. */
 function listing(dir: string): string[] {
   return readdirSync(dir).sort();
 }
 
 test.serial('factory reset wipes node state', async (t) => {
-  const [a, b] = await Promise.all([startPairingNode(), startPairingNode()]);
-  t.teardown(async () => {
-    for (const node of [a, b]) {
-      await node.daemon.stop();
-      await node.node.stop();
-      removeNode(node.node);
-    }
-  });
+  const [a, b] = await startTwoPairingNodes(t);
 
   // Pair A with B, so that A has a real peer record, replication certificate and pairing files.
   const opened = await cdrctlWithInput(b.node, ['pair', 'open']);
@@ -592,14 +598,7 @@ async function waitForReplicationState(node: PairingNode, state: string): Promis
 }
 
 test.serial('pairing two nodes from the consoles', async (t) => {
-  const [a, b] = await Promise.all([startPairingNode(), startPairingNode()]);
-  t.teardown(async () => {
-    for (const node of [a, b]) {
-      await node.daemon.stop();
-      await node.node.stop();
-      removeNode(node.node);
-    }
-  });
+  const [a, b] = await startTwoPairingNodes(t);
   const paneA = await startConsole(t, { configured: true, configPath: a.node.configPath });
   const paneB = await startConsole(t, { configured: true, configPath: b.node.configPath });
   await paneA.waitFor(/Choice:$/m);
