@@ -542,7 +542,7 @@ class ConsoleSession {
       this.#print(`Removed ${path}`);
     }
     for (const path of report.leftOutside) {
-      this.#print(`Left in place, because it is outside ${state}: ${path}`);
+      this.#print(`Left in place, because it is not inside ${state}: ${path}`);
     }
     this.#print(`Wrote the default configuration ${this.#options.defaultConfigPath} to ${this.#options.configPath}.`);
     this.#print('Factory reset done.');

@@ -61,14 +61,15 @@ export interface FactoryResetOptions {
 export interface FactoryResetReport {
   /** Paths removed, in the order removed. */
   removed: string[];
-  /** Configured state paths outside `paths.state`, which the reset leaves in place. */
+  /** Configured state paths that are not inside `paths.state` (or are that folder itself), left in place. */
   leftOutside: string[];
 }
 
 /**
  * Returns the paths of this node's state that a reset removes: the index, node id, peer record, TLS
  * material, pairing host key and peer endpoint, the IMP client bundle and spool folders and the
- * console state. Paths that a configuration places outside `paths.state` are returned apart.
+ * console state. Paths that are not inside `paths.state`, such as an absolute `tls.dir` elsewhere or
+ * `tls.dir: .`, are returned apart, because removing them could remove files that are not node state.
  */
 export function nodeStatePaths(config: Readonly<CdrConfig>): { inside: string[]; outside: string[] } {
   const state = config.paths.state;
