@@ -125,9 +125,12 @@ async function startConsole(
   }
 
   const tmux = (...args: string[]) => execFileAsync('tmux', ['-S', socket, ...args]);
+  // The shell that tmux runs the command with writes the exit status to a file, because tmux 3.3a
+  // sometimes shows no #{pane_dead_status} for a dead pane.
+  const exitStatusPath = join(dir, 'exit-status');
   const command =
     `env PATH=${systemctl.binDir}:${process.env['PATH']} ${process.execPath} ${CDRCTL_MAIN} --config ${configPath} ` +
-    `console --network-root ${networkRoot} --root ${hwRoot} --default-config ${defaultConfigPath}`;
+    `console --network-root ${networkRoot} --root ${hwRoot} --default-config ${defaultConfigPath}; echo $? > ${exitStatusPath}`;
   await tmux('new-session', '-d', '-s', 'console', '-x', '120', '-y', '50', command);
   await tmux('set-option', '-t', 'console', 'remain-on-exit', 'on');
   t.teardown(async () => {
@@ -174,7 +177,11 @@ async function startConsole(
       return (await tmux('display-message', '-p', '-t', 'console', '#{pane_dead}')).stdout.trim() === '0';
     },
     async exitStatus() {
-      return Number((await tmux('display-message', '-p', '-t', 'console', '#{pane_dead_status}')).stdout.trim());
+      const deadline = Date.now() + 5000;
+      while (!existsSync(exitStatusPath) && Date.now() < deadline) {
+        await sleep(50);
+      }
+      return Number(readFileSync(exitStatusPath, 'utf8').trim());
     },
   };
 }
