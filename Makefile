@@ -7,7 +7,7 @@ GENERATED := $(PROTO_DIR)/generated
 PROTO_FILES := $(PROTO_DIR)/imp.proto $(PROTO_DIR)/control.proto $(PROTO_DIR)/replication.proto $(PROTO_DIR)/pairing.proto
 TS_SOURCES := $(shell find services modules hw firmware test bench -name '*.ts' -not -path '*/generated/*' 2>/dev/null)
 
-.PHONY: all build run run-pairing test lint bench bench-replication bench-snmp bench-imp-client bench-dns mib-lint package clean proto
+.PHONY: all build run run-pairing test lint bench bench-replication bench-snmp bench-imp-client bench-dns mib-lint package bundle clean proto
 
 all: build
 
@@ -71,9 +71,15 @@ bench-imp-client: build
 bench-dns: build
 	$(NODE) dist/bench/dns-front.js
 
-# Builds build/imp-cdr_<version>_<arch>.deb; packaging/build-deb.sh says what goes in it.
+# Builds build/imp-cdr_<version>_<arch>.deb; packaging/build-deb.sh says what goes in it. Without
+# IMP_CDR_RELEASE_KEY (the release signing key) it ships the public half of a development key made
+# once under var/firmware-dev-key/.
 package: build
 	bash packaging/build-deb.sh build
+
+# Builds the package and build/imp-cdr_<version>_<arch>.bundle, signed with the key the package ships.
+bundle: build
+	bash packaging/build-deb.sh --bundle build
 
 clean:
 	rm -rf dist $(GENERATED)

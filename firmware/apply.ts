@@ -20,6 +20,7 @@ import type { HardwareReport } from '../hw/check.js';
 import { readVerifiedBundle, type VerifiedBundle } from './bundle.js';
 import { compareVersions } from './manifest.js';
 import type { KeyObject } from 'node:crypto';
+import type { TrustedKey } from './release-key.js';
 
 /** One installed firmware version. */
 export interface InstalledFirmware {
@@ -54,7 +55,7 @@ export interface FirmwareSystem {
 
 export interface ApplyOptions {
   bundlePath: string;
-  publicKey: KeyObject;
+  publicKey: KeyObject | TrustedKey;
   /** `<paths.state>/firmware`. */
   stateDir: string;
   /** The node's hardware check, run by the caller with its own --root and override. */

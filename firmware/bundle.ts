@@ -10,7 +10,7 @@
  * the size and SHA-256 the manifest states.
  */
 
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, KeyObject, sign, verify } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
@@ -18,6 +18,7 @@ import { create, Parser, type ReadEntry } from 'tar';
 
 import { CdrError } from '../services/common/errors.js';
 import { MANIFEST_FORMAT, parseManifest, type FirmwareManifest } from './manifest.js';
+import type { TrustedKey } from './release-key.js';
 
 export const MANIFEST_ENTRY = 'manifest.json';
 export const SIGNATURE_ENTRY = 'manifest.sig';
@@ -42,12 +43,14 @@ export interface VerifiedBundle {
 }
 
 /**
- * Reads and verifies the bundle at `path` against `publicKey`.
+ * Reads and verifies the bundle at `path` against `publicKey`. A `TrustedKey` also names the key's kind
+ * (release or development) in the message of a signature that does not verify.
  *
  * @throws CdrError `ERR_FW_BUNDLE_INVALID`, `ERR_FW_BUNDLE_TRUNCATED`, `ERR_FW_BUNDLE_TOO_LARGE`,
  *   `ERR_FW_SIGNATURE_INVALID`, `ERR_FW_MANIFEST_INVALID`, `ERR_FW_PAYLOAD_MISSING` or `ERR_FW_PAYLOAD_HASH`
  */
-export async function readVerifiedBundle(path: string, publicKey: KeyObject): Promise<VerifiedBundle> {
+export async function readVerifiedBundle(path: string, trusted: KeyObject | TrustedKey): Promise<VerifiedBundle> {
+  const publicKey = trusted instanceof KeyObject ? trusted : trusted.key;
   const entries = await readBundleEntries(path);
 
   const manifestBytes = entries.get(MANIFEST_ENTRY);
@@ -58,9 +61,13 @@ export async function readVerifiedBundle(path: string, publicKey: KeyObject): Pr
     });
   }
   if (signature.length !== ED25519_SIGNATURE_BYTES || !verify(null, manifestBytes, publicKey, signature)) {
-    throw new CdrError('ERR_FW_SIGNATURE_INVALID', `the manifest signature of ${path} does not verify with the trusted public key (SHA-256 ${keyFingerprint(publicKey)}); the bundle was changed or signed with another key`, {
-      details: { path, keyFingerprint: keyFingerprint(publicKey) },
-    });
+    const fingerprint = keyFingerprint(publicKey);
+    const kind = trusted instanceof KeyObject || trusted.kind === 'unrecorded' ? '' : `, ${trusted.kind} key`;
+    throw new CdrError(
+      'ERR_FW_SIGNATURE_INVALID',
+      `the manifest signature of ${path} does not verify with the trusted public key (SHA-256 ${fingerprint}${kind}); the bundle was changed or signed with another key`,
+      { details: { path, keyFingerprint: fingerprint } },
+    );
   }
 
   const manifest = parseManifest(manifestBytes);

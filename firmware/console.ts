@@ -8,12 +8,13 @@
  * (`/etc/systemd/network` on the appliance). Before each change the previous files are copied to
  * `<stateDir>/previous-network/`. SNMP changes are written to cdr.yaml (`configPath`), whose previous
  * version is copied to `<stateDir>/previous-cdr.yaml`. "Restore the previous configuration" puts back
- * whichever of the two is saved.
+ * whichever of the two is saved. "Factory reset" runs factory-reset.ts, then offers a reboot and starts
+ * the first-boot wizard when the technician declines it.
  */
 
 import { execFile } from 'node:child_process';
 import { randomBytes, scryptSync } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { createInterface, type Interface } from 'node:readline';
@@ -27,11 +28,14 @@ import { O550_PROFILE, type InterfaceRole } from '../hw/profile.js';
 import { SOFTWARE_VERSION } from '../services/common/version.js';
 import { ControlClient } from '../modules/protocol/control-client.js';
 import { createLogger } from '../services/common/logger.js';
-import type { ConsoleIo } from './console-io.js';
+import type { CdrConfig } from '../services/common/config.js';
+import { loadPeer } from '../services/repository/peer.js';
+import { describeError, type ConsoleIo } from './console-io.js';
 import { runPairingMenu } from './console-pairing.js';
 import { runSnmpMenu } from './console-snmp.js';
 import { applyBundle, readFirmwareState } from './apply.js';
-import { loadPublicKey } from './bundle.js';
+import { loadTrustedKey } from './release-key.js';
+import { factoryReset, listConsoleNetworkFiles, readDefaultConfig, RESET_STOPPED_UNITS, runCommand, type CommandRunner, type FactoryResetReport } from './factory-reset.js';
 import { SystemdFirmwareSystem } from './system.js';
 
 const execFileAsync = promisify(execFile);
@@ -52,13 +56,33 @@ export interface ConsoleOptions {
   hardware: HardwareReport;
   /** Strict hardware check run before a firmware apply from the menu. */
   checkHardwareForApply: () => HardwareReport;
+  /** The configuration in force; a factory reset removes the state paths it names. */
+  config: Readonly<CdrConfig>;
+  /** The default configuration a factory reset writes over `configPath`. */
+  defaultConfigPath: string;
   /** `firmware.publicKey` and `firmware.readyTimeoutMs` from the configuration. */
   firmwarePublicKeyPath: string;
   firmwareReadyTimeoutMs: number;
   input: NodeJS.ReadableStream;
   output: NodeJS.WritableStream;
-  /** Runs a power action (`systemctl reboot` or `systemctl poweroff`). */
-  powerAction?: (action: 'reboot' | 'poweroff') => Promise<void>;
+  /** Runs `systemctl` for the factory reset and the power actions. @defaultValue {@link runCommand} */
+  runCommand?: CommandRunner;
+}
+
+/**
+ * End of a console session: `left` after choice 0 or the end of input at the menu, and
+ * `first-boot-incomplete` when the input ended before the first-boot wizard finished, which then saved
+ * nothing.
+ */
+export type ConsoleOutcome = 'left' | 'first-boot-incomplete';
+
+/** An interface address typed and checked, not yet written. */
+interface InterfaceSetting {
+  role: InterfaceRole;
+  /** Address with prefix length, normalised, such as 192.0.2.10/24. */
+  address: string;
+  /** Default gateway, '' for none. */
+  gateway: string;
 }
 
 const ROLES: readonly InterfaceRole[] = ['management', 'replication', 'service'];
@@ -80,8 +104,8 @@ const MENU = [
   ' 0) Leave the console',
 ];
 
-/** Runs the console until the technician leaves it. */
-export async function runConsole(options: ConsoleOptions): Promise<void> {
+/** Runs the console until the technician leaves it or the input ends. */
+export async function runConsole(options: ConsoleOptions): Promise<ConsoleOutcome> {
   const muted = { on: false };
   const output = new Writable({
     write(chunk, encoding, callback) {
@@ -94,8 +118,9 @@ export async function runConsole(options: ConsoleOptions): Promise<void> {
   const rl = createInterface({ input: options.input, output, terminal: true });
   const session = new ConsoleSession(rl, options, muted);
   rl.on('SIGINT', () => session.onInterrupt());
-  await session.run();
+  const outcome = await session.run();
   rl.close();
+  return outcome;
 }
 
 class ConsoleSession {
@@ -103,6 +128,8 @@ class ConsoleSession {
   readonly #options: ConsoleOptions;
   readonly #muted: { on: boolean };
   #closed = false;
+  /** Set when a menu choice ends the session: a reboot after a factory reset, or end of input in its wizard. */
+  #endedBy: ConsoleOutcome | undefined;
   #pendingAnswer: ((answer: string | undefined) => void) | undefined;
   /** Lines typed while no question was open (while the header was being read), answered in order. */
   readonly #typedAhead: string[] = [];
@@ -160,36 +187,54 @@ class ConsoleSession {
     });
   }
 
-  async run(): Promise<void> {
-    if (!existsSync(join(this.#options.stateDir, 'configured'))) {
-      await this.#firstBoot();
+  async run(): Promise<ConsoleOutcome> {
+    if (!existsSync(join(this.#options.stateDir, 'configured')) && !(await this.#firstBoot())) {
+      return 'first-boot-incomplete';
     }
     while (!this.#closed) {
       await this.#showHeader();
       this.#print(MENU.join('\n'));
       const choice = await this.#ask('Choice: ');
       if (choice === undefined || choice === '0') {
-        return;
+        return 'left';
       }
       await this.#dispatch(choice);
+      if (this.#endedBy) {
+        return this.#endedBy;
+      }
     }
+    return 'left';
   }
 
-  async #firstBoot(): Promise<void> {
+  /**
+   * Asks for the management address and the admin password, then writes both and the `configured`
+   * marker. Returns false when the input ended first, and then writes nothing.
+   */
+  async #firstBoot(): Promise<boolean> {
     this.#print('First boot: this node is not configured yet.');
     this.#print('Step 1 of 2: management interface address.');
-    while (!this.#closed && !(await this.#setInterface('management'))) {
+    let management: InterfaceSetting | undefined;
+    while (!this.#closed && !(management = await this.#askInterface('management'))) {
       this.#print('The management address is required; try again.');
     }
-    this.#print('Step 2 of 2: admin password.');
-    while (!this.#closed && !(await this.#setPassword())) {
+    if (management) {
+      this.#print('Step 2 of 2: admin password.');
+    }
+    let password: string | undefined;
+    while (!this.#closed && !(password = await this.#askPassword())) {
       this.#print('The admin password is required; try again.');
     }
-    if (!this.#closed) {
-      mkdirSync(this.#options.stateDir, { recursive: true, mode: 0o750 });
-      writeFileSync(join(this.#options.stateDir, 'configured'), `${new Date().toISOString()}\n`);
-      this.#print('First boot finished.');
+    if (!management || !password) {
+      this.#print('Input ended before the first-boot wizard finished; nothing was saved.');
+      return false;
     }
+
+    this.#writeInterface(management);
+    this.#writePassword(password);
+    mkdirSync(this.#options.stateDir, { recursive: true, mode: 0o750 });
+    writeFileSync(join(this.#options.stateDir, 'configured'), `${new Date().toISOString()}\n`);
+    this.#print('First boot finished.');
+    return true;
   }
 
   async #dispatch(choice: string): Promise<void> {
@@ -269,62 +314,85 @@ class ConsoleSession {
     }
   }
 
-  /** Asks for an address and gateway of `role` and writes its networkd file; returns whether it did. */
-  async #setInterface(role: InterfaceRole): Promise<boolean> {
+  /** Asks for an address and gateway of `role` and writes its networkd file. */
+  async #setInterface(role: InterfaceRole): Promise<void> {
+    const setting = await this.#askInterface(role);
+    if (setting) {
+      this.#writeInterface(setting);
+    }
+  }
+
+  /** Asks for an address and gateway of `role`; returns them once valid, or undefined. */
+  async #askInterface(role: InterfaceRole): Promise<InterfaceSetting | undefined> {
     const interfaceName = O550_PROFILE.interfaces[role];
     const address = await this.#ask(`${role} (${interfaceName}) address, CIDR such as 192.0.2.10/24: `);
     if (!address) {
-      return false;
+      return undefined;
     }
     const parsed = parseCidr(address);
     if (typeof parsed === 'string') {
       this.#print(parsed);
-      return false;
+      return undefined;
     }
     const gateway = role === 'management' ? await this.#ask('Gateway (empty for none): ') : '';
     if (gateway === undefined) {
-      return false;
+      return undefined;
     }
     if (gateway !== '' && (!ipaddr.isValid(gateway) || ipaddr.parse(gateway).kind() !== parsed.kind)) {
       this.#print(`Invalid gateway "${gateway}"; expected an ${parsed.kind} address.`);
-      return false;
+      return undefined;
     }
+    return { role, address: parsed.text, gateway };
+  }
 
+  /** Writes the networkd file of one interface, after saving the current files for option 8. */
+  #writeInterface(setting: InterfaceSetting): void {
     this.#backupNetwork();
     mkdirSync(this.#options.networkRoot, { recursive: true });
-    const path = join(this.#options.networkRoot, `10-imp-cdr-${role}.network`);
-    const lines = ['# Written by the IMP-CDR console.', '[Match]', `Name=${interfaceName}`, '', '[Network]', `Address=${parsed.text}`];
-    if (gateway) {
-      lines.push(`Gateway=${gateway}`);
+    const path = join(this.#options.networkRoot, `10-imp-cdr-${setting.role}.network`);
+    const lines = ['# Written by the IMP-CDR console.', '[Match]', `Name=${O550_PROFILE.interfaces[setting.role]}`, '', '[Network]', `Address=${setting.address}`];
+    if (setting.gateway) {
+      lines.push(`Gateway=${setting.gateway}`);
     }
     writeFileSync(`${path}.tmp`, `${lines.join('\n')}\n`);
     renameSync(`${path}.tmp`, path);
     this.#print(`Wrote ${path}; networkd applies it at the next restart of systemd-networkd.`);
-    return true;
   }
 
-  async #setPassword(): Promise<boolean> {
+  async #setPassword(): Promise<void> {
+    const password = await this.#askPassword();
+    if (password) {
+      this.#writePassword(password);
+    }
+  }
+
+  /** Asks for the admin password twice; returns it once valid and repeated, or undefined. */
+  async #askPassword(): Promise<string | undefined> {
     const first = await this.#ask(`New admin password (${MIN_PASSWORD_LENGTH} to ${MAX_PASSWORD_LENGTH} characters): `, true);
     if (!first) {
-      return false;
+      return undefined;
     }
     if (first.length < MIN_PASSWORD_LENGTH || first.length > MAX_PASSWORD_LENGTH) {
       this.#print(`Invalid password: it has ${first.length} characters; expected ${MIN_PASSWORD_LENGTH} to ${MAX_PASSWORD_LENGTH}.`);
-      return false;
+      return undefined;
     }
     const second = await this.#ask('Repeat the password: ', true);
     if (second !== first) {
       this.#print('The passwords differ; the admin password was not changed.');
-      return false;
+      return undefined;
     }
+    return first;
+  }
+
+  /** Stores the scrypt hash of `password`; the password itself is never written. */
+  #writePassword(password: string): void {
     const salt = randomBytes(16);
-    const hash = scryptSync(first, salt, 32, { N: 16384, r: 8, p: 1 });
+    const hash = scryptSync(password, salt, 32, { N: 16384, r: 8, p: 1 });
     mkdirSync(this.#options.stateDir, { recursive: true, mode: 0o750 });
     const path = join(this.#options.stateDir, 'admin-password');
     writeFileSync(`${path}.tmp`, `scrypt$16384$8$1$${salt.toString('base64')}$${hash.toString('base64')}\n`, { mode: 0o600 });
     renameSync(`${path}.tmp`, path);
     this.#print('Admin password changed.');
-    return true;
   }
 
   /** Applies a bundle as `cdrctl firmware apply` does, without the downgrade and hardware overrides. */
@@ -336,7 +404,7 @@ class ConsoleSession {
     try {
       const outcome = await applyBundle({
         bundlePath,
-        publicKey: loadPublicKey(this.#options.firmwarePublicKeyPath),
+        publicKey: loadTrustedKey(this.#options.firmwarePublicKeyPath),
         stateDir: this.#options.firmwareDir,
         hardware: this.#options.checkHardwareForApply(),
         allowDowngrade: false,
@@ -395,7 +463,7 @@ class ConsoleSession {
     mkdirSync(this.#options.stateDir, { recursive: true, mode: 0o750 });
     rmSync(backup, { recursive: true, force: true });
     mkdirSync(backup);
-    for (const name of listNetworkFiles(this.#options.networkRoot)) {
+    for (const name of listConsoleNetworkFiles(this.#options.networkRoot)) {
       cpSync(join(this.#options.networkRoot, name), join(backup, name));
     }
   }
@@ -425,10 +493,10 @@ class ConsoleSession {
 
   #restoreNetwork(): void {
     const backup = join(this.#options.stateDir, 'previous-network');
-    for (const name of listNetworkFiles(this.#options.networkRoot)) {
+    for (const name of listConsoleNetworkFiles(this.#options.networkRoot)) {
       rmSync(join(this.#options.networkRoot, name));
     }
-    const restored = listNetworkFiles(backup);
+    const restored = listConsoleNetworkFiles(backup);
     for (const name of restored) {
       cpSync(join(backup, name), join(this.#options.networkRoot, name));
     }
@@ -437,19 +505,63 @@ class ConsoleSession {
   }
 
   async #factoryReset(): Promise<void> {
-    this.#print('Factory reset removes the interface addresses and the admin password, and starts the first-boot wizard.');
+    const state = this.#options.config.paths.state;
+    this.#print(
+      `Factory reset stops the IMP-CDR services and removes this node's state under ${state}: the index, node id, TLS material, ` +
+        'peer record, pairing host key, interface addresses and admin password. It writes the default configuration over ' +
+        `${this.#options.configPath} and keeps the firmware history.`,
+    );
+    const peerNodeId = pairedNodeId(state);
+    if (peerNodeId) {
+      this.#print(`This node is paired with ${peerNodeId}, which keeps its record of this node: unpair first (option 3), or run "cdrctl unpair --local-only" on ${peerNodeId} afterwards.`);
+    }
     const answer = await this.#ask('Type RESET to confirm: ');
     if (answer !== 'RESET') {
       this.#print('Factory reset cancelled; nothing was changed.');
       return;
     }
-    // TODO: also wipe the index, TLS material and peer record through the repository once it offers that.
-    for (const name of listNetworkFiles(this.#options.networkRoot)) {
-      rmSync(join(this.#options.networkRoot, name));
+
+    let report: FactoryResetReport;
+    try {
+      readDefaultConfig(this.#options.defaultConfigPath, this.#options.configPath);
+      this.#print(`Stopping the services: systemctl stop ${RESET_STOPPED_UNITS.join(' ')}`);
+      report = await factoryReset({
+        config: this.#options.config,
+        configPath: this.#options.configPath,
+        defaultConfigPath: this.#options.defaultConfigPath,
+        networkRoot: this.#options.networkRoot,
+        controlSocketPath: this.#options.controlSocketPath,
+        pairingSocketPath: this.#options.pairingSocketPath,
+        run: this.#runCommand,
+      });
+    } catch (error) {
+      this.#print(`Factory reset failed: ${describeError(error)}`);
+      return;
     }
-    rmSync(this.#options.stateDir, { recursive: true, force: true });
+    for (const path of report.removed) {
+      this.#print(`Removed ${path}`);
+    }
+    for (const path of report.leftOutside) {
+      this.#print(`Left in place, because it is not inside ${state}: ${path}`);
+    }
+    this.#print(`Wrote the default configuration ${this.#options.defaultConfigPath} to ${this.#options.configPath}.`);
     this.#print('Factory reset done.');
-    await this.#firstBoot();
+
+    const reboot = await this.#ask('Reboot now, so that the services start with the new state? Type yes to confirm: ');
+    if (reboot === 'yes' && (await this.#runPower('reboot'))) {
+      this.#endedBy = 'left';
+      return;
+    }
+    if (reboot !== undefined) {
+      this.#print('The services stay stopped until the node reboots (option 10).');
+    }
+    if (!(await this.#firstBoot())) {
+      this.#endedBy = 'first-boot-incomplete';
+    }
+  }
+
+  get #runCommand(): CommandRunner {
+    return this.#options.runCommand ?? runCommand;
   }
 
   async #power(action: 'reboot' | 'poweroff'): Promise<void> {
@@ -458,24 +570,30 @@ class ConsoleSession {
       this.#print(`${action === 'reboot' ? 'Reboot' : 'Power off'} cancelled.`);
       return;
     }
-    const run = this.#options.powerAction ?? (async (name) => void (await execFileAsync('systemctl', [name])));
+    await this.#runPower(action);
+  }
+
+  /** Runs `systemctl reboot` or `systemctl poweroff`; returns whether systemctl accepted it. */
+  async #runPower(action: 'reboot' | 'poweroff'): Promise<boolean> {
     try {
-      await run(action);
+      await this.#runCommand('systemctl', [action]);
       this.#print(`${action} requested.`);
+      return true;
     } catch (error) {
       this.#print(`${action} failed: ${(error as Error).message}`);
+      return false;
     }
   }
 }
 
-function listNetworkFiles(dir: string): string[] {
+/** Returns the node id in `<stateDir>/peer.json`, or undefined when the node is not paired or the record is unreadable. */
+function pairedNodeId(stateDir: string): string | undefined {
   try {
-    return readdirSync(dir).filter((name) => /^10-imp-cdr-[a-z]+\.network$/.test(name));
+    return loadPeer(stateDir)?.nodeId || undefined;
   } catch {
-    return [];
+    return undefined;
   }
 }
-
 /** Checks an interface address in CIDR form; returns the address or the message for the technician. */
 export function parseCidr(text: string): { text: string; kind: 'ipv4' | 'ipv6' } | string {
   let parsed: [ipaddr.IPv4 | ipaddr.IPv6, number];

@@ -3,7 +3,7 @@
  * is read with `capture-pane`. Each test runs its own tmux server on a socket in its own folder.
  */
 
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -26,12 +26,74 @@ interface ConsolePane {
   dir: string;
   networkRoot: string;
   stateDir: string;
+  /** The file a factory reset writes over the configuration. */
+  defaultConfigPath: string;
+  /** The fake systemctl the console runs in place of the real one. */
+  systemctl: FakeSystemctl;
   keys(...keys: string[]): Promise<void>;
   line(text: string): Promise<void>;
   /** Waits until the screen and its history match `pattern`, counting only output after `since`. */
   waitFor(pattern: RegExp, since?: number): Promise<string>;
   screen(): Promise<string>;
   alive(): Promise<boolean>;
+  /** Exit status of the console once it has ended. */
+  exitStatus(): Promise<number>;
+}
+
+/** Default configuration of the console tests: state and run folders beside the configuration file. */
+const TEST_DEFAULT_CONFIG = '# IMP-CDR default configuration of the console tests.\npaths:\n  state: .\n  run: run\n';
+
+interface FakeSystemctl {
+  /** Folder to put first on PATH. */
+  binDir: string;
+  /** One line per call: the arguments, then whether `<state>/index` existed at that moment. */
+  logPath: string;
+  /** PIDs that `systemctl stop` ends, one per line, standing in for the units. */
+  pidsPath: string;
+  /** While this file exists, every call fails with exit status 1. */
+  failPath: string;
+  /** While this file exists, `stop` succeeds without ending any process. */
+  ignoreStopPath: string;
+  /** The logged calls so far. */
+  calls(): string[];
+}
+
+/**
+ * Writes a fake systemctl under `dir`. The console runs `systemctl` for the factory reset and the power
+ * actions, and systemd does not run as PID 1 on the test machine, so the console tests put this one first
+ * on PATH. It records every call. For `stop` it sends SIGTERM to the processes in `pidsPath` and waits
+ * up to 20 s for each to exit, as systemd stops the units.
+ */
+function writeFakeSystemctl(dir: string, stateDir: string): FakeSystemctl {
+  const binDir = join(dir, 'bin');
+  const fake: FakeSystemctl = {
+    binDir,
+    logPath: join(dir, 'systemctl.log'),
+    pidsPath: join(dir, 'service-pids'),
+    failPath: join(dir, 'systemctl-fails'),
+    ignoreStopPath: join(dir, 'systemctl-ignores-stop'),
+    calls: () => (existsSync(fake.logPath) ? readFileSync(fake.logPath, 'utf8').trimEnd().split('\n') : []),
+  };
+  mkdirSync(binDir);
+  writeFileSync(
+    join(binDir, 'systemctl'),
+    [
+      '#!/bin/sh',
+      `if [ -d '${join(stateDir, 'index')}' ]; then index=present; else index=absent; fi`,
+      `echo "$* | index $index" >> '${fake.logPath}'`,
+      `if [ -e '${fake.failPath}' ]; then echo 'Failed to stop imp-cdr.target: Access denied' >&2; exit 1; fi`,
+      `if [ "$1" = stop ] && [ ! -e '${fake.ignoreStopPath}' ] && [ -s '${fake.pidsPath}' ]; then`,
+      `  for pid in $(cat '${fake.pidsPath}'); do kill -TERM "$pid" 2>/dev/null; done`,
+      `  for pid in $(cat '${fake.pidsPath}'); do`,
+      '    n=0; while kill -0 "$pid" 2>/dev/null && [ $n -lt 200 ]; do sleep 0.1; n=$((n+1)); done',
+      '  done',
+      'fi',
+      'exit 0',
+      '',
+    ].join('\n'),
+    { mode: 0o755 },
+  );
+  return fake;
 }
 
 /**
@@ -49,6 +111,9 @@ async function startConsole(
   const configPath = options.configPath ?? join(dir, 'cdr.yaml');
   const stateDir = join(dirname(configPath), 'console');
   const hwRoot = writeHardwareFixture(O550_FIXTURE);
+  const defaultConfigPath = join(dir, 'default-cdr.yaml');
+  writeFileSync(defaultConfigPath, TEST_DEFAULT_CONFIG);
+  const systemctl = writeFakeSystemctl(dir, dirname(configPath));
   if (!options.configPath) {
     const { publicKey } = generateKeyPairSync('ed25519');
     writeFileSync(join(dir, 'release-key.pem'), publicKey.export({ type: 'spki', format: 'pem' }));
@@ -60,7 +125,12 @@ async function startConsole(
   }
 
   const tmux = (...args: string[]) => execFileAsync('tmux', ['-S', socket, ...args]);
-  const command = `${process.execPath} ${CDRCTL_MAIN} --config ${configPath} console --network-root ${networkRoot} --root ${hwRoot}`;
+  // The shell that tmux runs the command with writes the exit status to a file, because tmux 3.3a
+  // sometimes shows no #{pane_dead_status} for a dead pane.
+  const exitStatusPath = join(dir, 'exit-status');
+  const command =
+    `env PATH=${systemctl.binDir}:${process.env['PATH']} ${process.execPath} ${CDRCTL_MAIN} --config ${configPath} ` +
+    `console --network-root ${networkRoot} --root ${hwRoot} --default-config ${defaultConfigPath}; echo $? > ${exitStatusPath}`;
   await tmux('new-session', '-d', '-s', 'console', '-x', '120', '-y', '50', command);
   await tmux('set-option', '-t', 'console', 'remain-on-exit', 'on');
   t.teardown(async () => {
@@ -81,6 +151,8 @@ async function startConsole(
     dir,
     networkRoot,
     stateDir,
+    defaultConfigPath,
+    systemctl,
     async keys(...keys) {
       await tmux('send-keys', '-t', 'console', ...keys);
     },
@@ -104,7 +176,22 @@ async function startConsole(
     async alive() {
       return (await tmux('display-message', '-p', '-t', 'console', '#{pane_dead}')).stdout.trim() === '0';
     },
+    async exitStatus() {
+      const deadline = Date.now() + 5000;
+      while (!existsSync(exitStatusPath) && Date.now() < deadline) {
+        await sleep(50);
+      }
+      return Number(readFileSync(exitStatusPath, 'utf8').trim());
+    },
   };
+}
+
+/** Waits up to 15 s for the console in `pane` to end. */
+async function waitForExit(pane: ConsolePane): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  while ((await pane.alive()) && Date.now() < deadline) {
+    await sleep(100);
+  }
 }
 
 test.serial('first boot wizard checks input', async (t) => {
@@ -167,6 +254,58 @@ test.serial('first boot wizard checks input', async (t) => {
   t.true(existsSync(join(pane.stateDir, 'configured')));
 });
 
+test.serial('first boot input ends early', async (t) => {
+  const pane = await startConsole(t, { configured: false });
+  await pane.waitFor(/management \(eno1\) address, CIDR such as 192\.0\.2\.10\/24:$/m);
+  await pane.line('192.0.2.10/24');
+  await pane.waitFor(/Gateway \(empty for none\):$/m);
+  await pane.line('192.0.2.1');
+  await pane.waitFor(/New admin password \(12 to 128 characters\):$/m);
+  await pane.line('abcdefghijkl');
+  await pane.waitFor(/Repeat the password:$/m);
+
+  // Ctrl-D on an empty line ends the terminal input, as a closed serial line does.
+  await pane.keys('C-d');
+  await pane.waitFor(/Input ended before the first-boot wizard finished; nothing was saved\.$/m);
+  await waitForExit(pane);
+  t.false(await pane.alive());
+  t.is(await pane.exitStatus(), 1);
+  t.false(existsSync(pane.networkRoot), 'no interface file');
+  t.false(existsSync(join(pane.stateDir, 'admin-password')));
+  t.false(existsSync(join(pane.stateDir, 'configured')));
+  t.false(existsSync(join(pane.stateDir, 'previous-network')));
+});
+
+test.serial('first boot piped input ends', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'imp-cdr-console-'));
+  const hwRoot = writeHardwareFixture(O550_FIXTURE);
+  t.teardown(() => {
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(hwRoot, { recursive: true, force: true });
+  });
+  const configPath = join(dir, 'cdr.yaml');
+  writeFileSync(configPath, 'paths:\n  state: .\n  run: run\n');
+  const networkRoot = join(dir, 'network');
+
+  // Each case ends the input at another step; none of them may leave a file behind.
+  const inputs = ['', '192.0.2.10/24\n', '192.0.2.10/24\n192.0.2.1\n', '192.0.2.10/24\n192.0.2.1\nabcdefghijkl\n'];
+  for (const input of inputs) {
+    const result = await new Promise<{ code: number | null; stdout: string }>((resolveRun) => {
+      const child = spawn(process.execPath, [CDRCTL_MAIN, '--config', configPath, 'console', '--network-root', networkRoot, '--root', hwRoot], { stdio: ['pipe', 'pipe', 'inherit'] });
+      let stdout = '';
+      child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
+      child.stdin.end(input);
+      child.once('exit', (code) => resolveRun({ code, stdout }));
+    });
+    const label = JSON.stringify(input);
+    t.is(result.code, 1, label);
+    t.true(result.stdout.trimEnd().endsWith('Input ended before the first-boot wizard finished; nothing was saved.'), `${label}: ${result.stdout}`);
+    t.false(result.stdout.includes('First boot finished.'), label);
+    t.false(existsSync(networkRoot), `${label}: no interface file`);
+    t.false(existsSync(join(dir, 'console')), `${label}: no console state`);
+  }
+});
+
 test.serial('Ctrl-C and bad entries', async (t) => {
   const pane = await startConsole(t, { configured: true });
   await pane.waitFor(/Choice:$/m);
@@ -213,11 +352,9 @@ test.serial('Ctrl-C and bad entries', async (t) => {
   t.true(await pane.alive());
   // Sent without waiting for the menu: a line typed ahead is kept and answers the next question.
   await pane.line('0');
-  const deadline = Date.now() + 15_000;
-  while ((await pane.alive()) && Date.now() < deadline) {
-    await sleep(100);
-  }
+  await waitForExit(pane);
   t.false(await pane.alive());
+  t.is(await pane.exitStatus(), 0);
 });
 
 test.serial('restore and factory reset', async (t) => {
@@ -260,14 +397,151 @@ test.serial('restore and factory reset', async (t) => {
   t.deepEqual(readdirSync(pane.networkRoot), ['10-imp-cdr-management.network']);
   t.true(existsSync(join(pane.stateDir, 'configured')));
 
+  // A failing systemctl stop ends the reset before anything is removed.
+  writeFileSync(pane.systemctl.failPath, '');
   before = (await pane.screen()).length;
   await pane.line('9');
   await pane.waitFor(/Type RESET/, before);
   await pane.line('RESET');
-  await pane.waitFor(/Factory reset done\.\nFirst boot: this node is not configured yet\./, before);
+  await pane.waitFor(
+    /Factory reset failed: stopping the services failed, so nothing was removed: systemctl stop imp-cdr\.target imp-cdr-repository\.service imp-cdr-snmp\.service imp-cdr-pairing\.service failed: Failed to stop imp-cdr\.target: Access denied \(ERR_RESET_STOP_FAILED\)/,
+    before,
+  );
+  t.deepEqual(readdirSync(pane.networkRoot), ['10-imp-cdr-management.network']);
+  t.true(existsSync(join(pane.stateDir, 'configured')));
+  rmSync(pane.systemctl.failPath);
+
+  // A missing default configuration ends it before systemctl runs.
+  const defaultConfig = readFileSync(pane.defaultConfigPath, 'utf8');
+  rmSync(pane.defaultConfigPath);
+  before = (await pane.screen()).length;
+  await pane.line('9');
+  await pane.waitFor(/Type RESET/, before);
+  await pane.line('RESET');
+  await pane.waitFor(/Factory reset failed: cannot read the default configuration .*default-cdr\.yaml: ENOENT \(ERR_RESET_DEFAULT_CONFIG\)/, before);
+  t.is(pane.systemctl.calls().length, 1, 'only the failed stop above ran');
+  writeFileSync(pane.defaultConfigPath, defaultConfig);
+
+  before = (await pane.screen()).length;
+  await pane.line('9');
+  await pane.waitFor(/Type RESET/, before);
+  await pane.line('RESET');
+  await pane.waitFor(/Factory reset done\.\nReboot now, so that the services start with the new state\? Type yes to confirm:$/m, before);
+  await pane.line('no');
+  await pane.waitFor(/The services stay stopped until the node reboots \(option 10\)\.\nFirst boot: this node is not configured yet\./, before);
   t.deepEqual(readdirSync(pane.networkRoot), []);
-  t.false(existsSync(join(pane.stateDir, 'configured')));
+  t.false(existsSync(pane.stateDir));
+  t.is(readFileSync(join(pane.dir, 'cdr.yaml'), 'utf8'), TEST_DEFAULT_CONFIG);
+  t.deepEqual(pane.systemctl.calls().slice(1), ['stop imp-cdr.target imp-cdr-repository.service imp-cdr-snmp.service imp-cdr-pairing.service | index absent']);
   t.true(await pane.alive());
+});
+
+/** Starts two repositories with their pairing daemons, stopped and removed at teardown. */
+async function startTwoPairingNodes(t: { teardown(fn: () => Promise<void> | void): void }): Promise<[PairingNode, PairingNode]> {
+  const nodes = await Promise.all([startPairingNode(), startPairingNode()]);
+  t.teardown(async () => {
+    for (const node of nodes) {
+      await node.daemon.stop();
+      await node.node.stop();
+      removeNode(node.node);
+    }
+  });
+  return nodes;
+}
+
+/** Lists a folder's entries, sorted. */
+function listing(dir: string): string[] {
+  return readdirSync(dir).sort();
+}
+
+test.serial('factory reset wipes node state', async (t) => {
+  const [a, b] = await startTwoPairingNodes(t);
+
+  // Pair A with B, so that A has a real peer record, replication certificate and pairing files.
+  const opened = await cdrctlWithInput(b.node, ['pair', 'open']);
+  t.is(opened.code, 0, opened.stderr);
+  const code = /pairing code: +(\S+)/.exec(opened.stdout)![1]!;
+  const joined = await cdrctlWithInput(a.node, ['pair', 'join', `127.0.0.1:${b.daemon.port}`, '--fingerprint', b.daemon.fingerprint, '--code', code]);
+  t.is(joined.code, 0, joined.stderr);
+  const nodeB = (await pairStatus(b)).nodeId;
+
+  // Firmware state, which a reset keeps.
+  const firmwareState = '{"current":null,"previous":null}\n';
+  mkdirSync(join(a.node.dir, 'firmware'));
+  writeFileSync(join(a.node.dir, 'firmware', 'state.json'), firmwareState);
+
+  const pane = await startConsole(t, { configured: true, configPath: a.node.configPath });
+  writeFileSync(pane.systemctl.pidsPath, `${a.node.process.pid}\n${a.daemon.process.pid}\n`);
+  await pane.waitFor(/Choice:$/m);
+  let before = (await pane.screen()).length;
+  await pane.line('1');
+  await pane.waitFor(/Role/, before);
+  await pane.line('replication');
+  await pane.waitFor(/address, CIDR/, before);
+  await pane.line('198.51.100.7/24');
+  await pane.waitFor(/Wrote .*10-imp-cdr-replication\.network/, before);
+
+  const stateBefore = listing(a.node.dir);
+  for (const entry of ['index', 'node-id', 'peer.json', 'tls', 'pairing', 'console', 'firmware', 'cdr.yaml']) {
+    t.true(stateBefore.includes(entry), `${entry} exists before the reset`);
+  }
+  t.true(existsSync(join(a.node.dir, 'index', 'CURRENT')), 'the index is a LevelDB database');
+  t.true(existsSync(join(a.node.dir, 'pairing', 'ssh_host_ed25519_key')));
+  t.true(existsSync(join(a.node.dir, 'tls', 'replication.key')));
+  const configBefore = readFileSync(a.node.configPath, 'utf8');
+
+  // Declined: nothing changes and systemctl is not run.
+  before = (await pane.screen()).length;
+  await pane.line('9');
+  const warning = await pane.waitFor(/Type RESET to confirm:$/m, before);
+  t.true(warning.includes(`This node is paired with ${nodeB}, which keeps its record of this node: unpair first (option 3), or run "cdrctl unpair --local-only" on ${nodeB} afterwards.`));
+  await pane.line('no');
+  await pane.waitFor(/Factory reset cancelled; nothing was changed\./, before);
+  t.deepEqual(listing(a.node.dir), stateBefore);
+  t.is(readFileSync(a.node.configPath, 'utf8'), configBefore);
+  t.deepEqual(listing(pane.networkRoot), ['10-imp-cdr-replication.network']);
+  t.deepEqual(pane.systemctl.calls(), []);
+  t.is((await cdrctlWithInput(a.node, ['status', '--json'])).code, 0, 'the repository still runs');
+
+  // When the repository still accepts connections after systemctl stop, the state stays.
+  writeFileSync(pane.systemctl.ignoreStopPath, '');
+  before = (await pane.screen()).length;
+  await pane.line('9');
+  await pane.waitFor(/Type RESET/, before);
+  await pane.line('RESET');
+  await pane.waitFor(/Factory reset failed: the repository still accepts connections on .*control\.sock after systemctl stop, so nothing was removed; stop it and try again \(ERR_RESET_STILL_RUNNING\)/, before);
+  t.deepEqual(listing(a.node.dir), stateBefore);
+  t.is(readFileSync(a.node.configPath, 'utf8'), configBefore);
+  rmSync(pane.systemctl.ignoreStopPath);
+
+  before = (await pane.screen()).length;
+  await pane.line('9');
+  await pane.waitFor(/Type RESET/, before);
+  await pane.line('RESET');
+  const done = await pane.waitFor(/Factory reset done\.\nReboot now, so that the services start with the new state\? Type yes to confirm:$/m, before);
+  for (const entry of ['index', 'node-id', 'peer.json', 'tls', 'pairing', 'console']) {
+    t.true(done.includes(`Removed ${join(a.node.dir, entry)}\n`), `the screen lists ${entry}`);
+  }
+  t.true(done.includes(`Removed ${join(pane.networkRoot, '10-imp-cdr-replication.network')}\n`));
+  t.true(done.includes(`Wrote the default configuration ${pane.defaultConfigPath} to ${a.node.configPath}.`));
+  await pane.line('yes');
+  await pane.waitFor(/reboot requested\./, before);
+  await waitForExit(pane);
+  t.is(await pane.exitStatus(), 0);
+
+  // systemctl stop came first, while the index still existed; it ended both daemons; reboot came last.
+  t.deepEqual(pane.systemctl.calls(), [
+    'stop imp-cdr.target imp-cdr-repository.service imp-cdr-snmp.service imp-cdr-pairing.service | index present',
+    'stop imp-cdr.target imp-cdr-repository.service imp-cdr-snmp.service imp-cdr-pairing.service | index present',
+    'reboot | index absent',
+  ]);
+  t.is(await a.node.stop(), 0);
+  t.is(await a.daemon.stop(), 0);
+
+  t.deepEqual(listing(a.node.dir), ['cdr.yaml', 'firmware', 'run']);
+  t.is(readFileSync(a.node.configPath, 'utf8'), TEST_DEFAULT_CONFIG);
+  t.is(readFileSync(join(a.node.dir, 'firmware', 'state.json'), 'utf8'), firmwareState);
+  t.deepEqual(listing(pane.networkRoot), []);
 });
 
 test.serial('firmware from menu rejects bad bundles', async (t) => {
@@ -331,14 +605,7 @@ async function waitForReplicationState(node: PairingNode, state: string): Promis
 }
 
 test.serial('pairing two nodes from the consoles', async (t) => {
-  const [a, b] = await Promise.all([startPairingNode(), startPairingNode()]);
-  t.teardown(async () => {
-    for (const node of [a, b]) {
-      await node.daemon.stop();
-      await node.node.stop();
-      removeNode(node.node);
-    }
-  });
+  const [a, b] = await startTwoPairingNodes(t);
   const paneA = await startConsole(t, { configured: true, configPath: a.node.configPath });
   const paneB = await startConsole(t, { configured: true, configPath: b.node.configPath });
   await paneA.waitFor(/Choice:$/m);

@@ -16,13 +16,14 @@ import test from 'ava';
 import { create } from 'tar';
 
 import { applyBundle, readFirmwareHistory, readFirmwareState, rollbackFirmware, type FirmwareSystem } from '../firmware/apply.js';
-import { buildBundle, loadPrivateKey, loadPublicKey } from '../firmware/bundle.js';
+import { buildBundle, keyFingerprint, loadPrivateKey, loadPublicKey } from '../firmware/bundle.js';
+import { loadTrustedKey, selectSigningKey, writeShippedKey } from '../firmware/release-key.js';
 import { peerLinkFailure } from '../firmware/system.js';
 import { checkHardware } from '../hw/check.js';
 import { readHardwareFacts } from '../hw/detect.js';
 import { isCdrError } from '../services/common/errors.js';
 import { createLogger } from '../services/common/logger.js';
-import { CDRCTL_MAIN } from './helpers/node.js';
+import { CDRCTL_MAIN, ROOT } from './helpers/node.js';
 import { O550_FIXTURE, writeHardwareFixture } from './helpers/hw-fixture.js';
 
 const execFileAsync = promisify(execFile);
@@ -117,7 +118,7 @@ test('verify accepts a built bundle', async (t) => {
   const result = await cdrctl(['firmware', 'verify', goodBundle, '--public-key', join(keysDir, 'release-key.pem')]);
   t.is(result.code, 0, result.stderr);
   const lines = result.stdout.split('\n');
-  t.regex(lines[0]!, /: signature valid \(key SHA-256 [0-9a-f]{64}\)$/);
+  t.regex(lines[0]!, /: signature valid \(key SHA-256 [0-9a-f]{64}, key without a build record\)$/);
   t.regex(lines[1]!, /^version 0\.2\.0 for O550, IMP clients OOS 2\.5 or later, built \d{4}-\d\d-\d\dT/);
   const sha256 = (await execFileAsync('sha256sum', [deb020])).stdout.split(' ')[0];
   t.is(lines[2], `payload imp-cdr_0.2.0_all.deb: ${statSync(deb020).size} bytes, SHA-256 ${sha256} matches`);
@@ -398,9 +399,9 @@ test('failed install rolls back', async (t) => {
 
 test('failure without previous firmware', async (t) => {
   const stateDir = join(mkdtempSync(join(work, 'node-')), 'firmware');
-  const error = await t.throwsAsync(applyBundle(applyOptions(stateDir, await bundleFor('0.2.0'), new RecordingSystem(['imp-cdr-api.service is activating']))));
+  const error = await t.throwsAsync(applyBundle(applyOptions(stateDir, await bundleFor('0.2.0'), new RecordingSystem(['imp-cdr-snmp.service is activating']))));
   t.true(isCdrError(error, 'ERR_FW_NO_PREVIOUS'));
-  t.is(error?.message, 'firmware 0.2.0 failed (imp-cdr-api.service is activating) and no previous firmware is recorded to roll back to; reinstall a known good bundle');
+  t.is(error?.message, 'firmware 0.2.0 failed (imp-cdr-snmp.service is activating) and no previous firmware is recorded to roll back to; reinstall a known good bundle');
   t.is(readFirmwareState(stateDir).current, null);
 });
 
@@ -433,9 +434,10 @@ test('manual rollback swaps versions', async (t) => {
   const status = await cdrctl(['--config', writeConfig(nodeDir), 'firmware', 'status']);
   t.is(status.code, 0, status.stderr);
   const lines = status.stdout.split('\n');
-  t.regex(lines[0]!, /^current firmware: 0\.2\.0 \(applied \S+, manifest SHA-256 [0-9a-f]{64}\)$/);
-  t.regex(lines[1]!, /^previous firmware: 0\.3\.0 /);
-  t.is(lines[2], 'history:');
+  t.is(lines[0], `trusted key: ${join(keysDir, 'release-key.pem')}, SHA-256 ${keyFingerprint(loadPublicKey(join(keysDir, 'release-key.pem')))}, key without a build record`);
+  t.regex(lines[1]!, /^current firmware: 0\.2\.0 \(applied \S+, manifest SHA-256 [0-9a-f]{64}\)$/);
+  t.regex(lines[2]!, /^previous firmware: 0\.3\.0 /);
+  t.is(lines[3], 'history:');
   t.regex(lines.at(-2)!, / rollback version="0\.3\.0" restored="0\.2\.0" reason="requested"$/);
 
   const json = JSON.parse((await cdrctl(['--config', writeConfig(nodeDir), 'firmware', 'status', '--json'])).stdout) as { current: { version: string }; history: unknown[] };
@@ -455,5 +457,114 @@ test('peer link check reads the replication state', (t) => {
   ];
   for (const [name, pairStatus, expected] of cases) {
     t.is(peerLinkFailure(pairStatus), expected, name);
+  }
+});
+
+test('development key made once', async (t) => {
+  const checkout = mkdtempSync(join(work, 'checkout-'));
+  const first = selectSigningKey({}, checkout);
+  t.is(first.kind, 'development');
+  t.true(first.created);
+  t.is(first.path, join(checkout, 'var', 'firmware-dev-key', 'signing-key.pem'));
+  t.is(statSync(first.path).mode & 0o777, 0o600);
+  const second = selectSigningKey({}, checkout);
+  t.false(second.created, 'a second build reuses the key');
+  t.is(second.fingerprint, first.fingerprint);
+  t.is(second.path, first.path);
+
+  const shipDir = join(checkout, 'ship');
+  const shipped = writeShippedKey(second, shipDir);
+  t.is(shipped, join(shipDir, 'release-key.pem'));
+  t.deepEqual(readdirSync(shipDir).sort(), ['release-key.json', 'release-key.pem']);
+  t.regex(readFileSync(shipped, 'utf8'), /^-----BEGIN PUBLIC KEY-----\n/);
+  t.false(readFileSync(shipped, 'utf8').includes('PRIVATE'), 'only the public half is shipped');
+  t.deepEqual(JSON.parse(readFileSync(join(shipDir, 'release-key.json'), 'utf8')), { kind: 'development', fingerprint: first.fingerprint });
+  const trusted = loadTrustedKey(shipped);
+  t.is(trusted.kind, 'development');
+  t.is(trusted.fingerprint, first.fingerprint);
+
+  // A record of another key does not apply to this one.
+  writeFileSync(join(shipDir, 'release-key.json'), JSON.stringify({ kind: 'release', fingerprint: '0'.repeat(64) }));
+  t.is(loadTrustedKey(shipped).kind, 'unrecorded');
+  writeFileSync(join(shipDir, 'release-key.json'), JSON.stringify({ kind: 'development', fingerprint: first.fingerprint }));
+});
+
+test('shipped key verifies by default', async (t) => {
+  const checkout = mkdtempSync(join(work, 'checkout-'));
+  const signing = selectSigningKey({}, checkout);
+  const shipped = writeShippedKey(signing, join(checkout, 'opt-firmware'));
+  const stateDir = mkdtempSync(join(work, 'node-'));
+  const configPath = join(stateDir, 'cdr.yaml');
+  writeFileSync(configPath, `paths:\n  state: .\n  run: run\nfirmware:\n  publicKey: ${shipped}\n  readyTimeoutMs: 1000\n`);
+
+  const status = await cdrctl(['--config', configPath, 'firmware', 'status']);
+  t.is(status.code, 0, status.stderr);
+  const lines = status.stdout.split('\n');
+  t.is(lines[0], `trusted key: ${shipped}, SHA-256 ${signing.fingerprint}, development key`);
+  t.is(lines[1], '  a development build made this key, so only bundles from that build verify; bundles signed with the release key are rejected');
+  t.is(lines[2], 'current firmware: none');
+  const json = JSON.parse((await cdrctl(['--config', configPath, 'firmware', 'status', '--json'])).stdout) as { trustedKey: unknown };
+  t.deepEqual(json.trustedKey, { path: shipped, fingerprint: signing.fingerprint, kind: 'development' });
+
+  // A bundle signed with the development key verifies without --public-key.
+  const devBundle = join(checkout, 'dev.bundle');
+  const built = await cdrctl(['firmware', 'build', '--deb', deb020, '--key', signing.path, '--out', devBundle]);
+  t.is(built.code, 0, built.stderr);
+  const verified = await cdrctl(['--config', configPath, 'firmware', 'verify', devBundle]);
+  t.is(verified.code, 0, verified.stderr);
+  t.true(verified.stdout.startsWith(`${devBundle}: signature valid (key SHA-256 ${signing.fingerprint}, development key)\n`));
+
+  // The bundle signed with another key (here the suite's release key) is rejected, and the message
+  // names the trusted key and its kind.
+  const expected = `cdrctl: the manifest signature of ${goodBundle} does not verify with the trusted public key (SHA-256 ${signing.fingerprint}, development key); the bundle was changed or signed with another key (ERR_FW_SIGNATURE_INVALID)\n`;
+  const rejected = await cdrctl(['--config', configPath, 'firmware', 'verify', goodBundle]);
+  t.is(rejected.code, 1);
+  t.is(rejected.stderr, expected);
+  const notApplied = await cdrctl(['--config', configPath, 'firmware', 'apply', goodBundle, '--root', o550Root]);
+  t.is(notApplied.code, 1);
+  t.true(notApplied.stderr.endsWith(expected), notApplied.stderr);
+  t.false(existsSync(join(stateDir, 'firmware', 'state.json')));
+
+  // Without the key, status still reports the firmware and names the problem.
+  rmSync(shipped);
+  const missing = await cdrctl(['--config', configPath, 'firmware', 'status']);
+  t.is(missing.code, 0, missing.stderr);
+  t.is(missing.stdout.split('\n')[0], `trusted key: cannot read the Ed25519 public key ${shipped}: ENOENT (ERR_FW_KEY_INVALID)`);
+});
+
+test('release key from the environment', async (t) => {
+  const shipKey = join(ROOT, 'dist', 'firmware', 'ship-key.js');
+  const run = async (releaseKey: string, outDir: string) => {
+    try {
+      const { stdout, stderr } = await execFileAsync(process.execPath, [shipKey, outDir], { env: { ...process.env, IMP_CDR_RELEASE_KEY: releaseKey } });
+      return { code: 0, stdout, stderr };
+    } catch (error) {
+      const failed = error as { code: number; stdout: string; stderr: string };
+      return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
+    }
+  };
+  const signingPath = join(keysDir, 'signing-key.pem');
+  const fingerprint = keyFingerprint(loadPrivateKey(signingPath));
+
+  const outDir = join(mkdtempSync(join(work, 'ship-')), 'firmware');
+  const shipped = await run(signingPath, outDir);
+  t.is(shipped.code, 0, shipped.stderr);
+  t.is(shipped.stdout, `${signingPath}\n`);
+  t.is(shipped.stderr, `firmware signing key: release key SHA-256 ${fingerprint} (from IMP_CDR_RELEASE_KEY=${signingPath}); the package ships its public half\n`);
+  t.is(readFileSync(join(outDir, 'release-key.pem'), 'utf8'), readFileSync(join(keysDir, 'release-key.pem'), 'utf8'));
+  t.is(loadTrustedKey(join(outDir, 'release-key.pem')).kind, 'release');
+
+  // A public key, or no file, cannot sign: the build stops and names the variable.
+  const bad: Array<[string, RegExp]> = [
+    [join(keysDir, 'release-key.pem'), /^ship-key: IMP_CDR_RELEASE_KEY=.*release-key\.pem is a public key; it must name the Ed25519 signing key \(private, PEM\), whose public half the build ships \(ERR_FW_KEY_INVALID\)\n$/],
+    [join(work, 'absent.pem'), /^ship-key: IMP_CDR_RELEASE_KEY=.*absent\.pem: cannot read the Ed25519 private key .*absent\.pem: ENOENT; it must name the Ed25519 signing key \(private, PEM\) \(ERR_FW_KEY_INVALID\)\n$/],
+  ];
+  for (const [releaseKey, message] of bad) {
+    const badOut = join(mkdtempSync(join(work, 'ship-')), 'firmware');
+    const result = await run(releaseKey, badOut);
+    t.is(result.code, 1, releaseKey);
+    t.is(result.stdout, '', releaseKey);
+    t.regex(result.stderr, message);
+    t.false(existsSync(badOut), 'nothing is shipped');
   }
 });

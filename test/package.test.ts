@@ -1,5 +1,6 @@
 /**
- * The Debian package on this machine. The test builds it with packaging/build-deb.sh and installs it
+ * The Debian package on this machine. The test builds it and its firmware bundle with
+ * packaging/build-deb.sh --bundle, signed with a release key made for the test, and installs it
  * with dpkg -i. It starts the installed repository as the imp-cdr user with the installed configuration
  * and queries it with the installed cdrctl. Then it removes and purges the package and checks what is left.
  *
@@ -17,7 +18,8 @@ import { promisify } from 'node:util';
 
 import test from 'ava';
 
-import { ROOT } from './helpers/node.js';
+import { keyFingerprint, loadPublicKey } from '../firmware/bundle.js';
+import { CDRCTL_MAIN, ROOT } from './helpers/node.js';
 import { NotifyListener } from './helpers/notify.js';
 
 const execFileAsync = promisify(execFile);
@@ -38,9 +40,9 @@ const REMOVED_ON_PURGE = [
   '/usr/lib/tmpfiles.d/imp-cdr.conf',
 ];
 
-async function run(command: string, args: string[], options: { timeout?: number } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+async function run(command: string, args: string[], options: { timeout?: number; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await execFileAsync(command, args, { timeout: options.timeout ?? 120_000, maxBuffer: 16 * 1024 * 1024 });
+    const { stdout, stderr } = await execFileAsync(command, args, { timeout: options.timeout ?? 120_000, maxBuffer: 16 * 1024 * 1024, env: options.env ?? process.env });
     return { code: 0, stdout, stderr };
   } catch (error) {
     const failed = error as { code: number; stdout: string; stderr: string };
@@ -77,12 +79,25 @@ const isRoot = process.getuid?.() === 0;
   // A package left by an interrupted run would hide what this one installs.
   await run('dpkg', ['--purge', 'imp-cdr']);
 
-  const built = await run('bash', [join(ROOT, 'packaging', 'build-deb.sh'), outputDir], { timeout: 240_000 });
+  // A release build: IMP_CDR_RELEASE_KEY names a signing key made for this test, so the build neither
+  // uses nor creates the development key under the checkout's var/.
+  const keysDir = join(outputDir, 'keys');
+  const keygen = await run(process.execPath, [CDRCTL_MAIN, 'firmware', 'keygen', '--out', keysDir]);
+  t.is(keygen.code, 0, keygen.stderr);
+  const releasePublicKey = readFileSync(join(keysDir, 'release-key.pem'), 'utf8');
+  const fingerprint = keyFingerprint(loadPublicKey(join(keysDir, 'release-key.pem')));
+
+  const built = await run('bash', [join(ROOT, 'packaging', 'build-deb.sh'), '--bundle', outputDir], {
+    timeout: 240_000,
+    env: { ...process.env, IMP_CDR_RELEASE_KEY: join(keysDir, 'signing-key.pem') },
+  });
   t.is(built.code, 0, built.stderr);
   const version = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
   const arch = (await run('dpkg', ['--print-architecture'])).stdout.trim();
   const debPath = join(outputDir, `imp-cdr_${version}_${arch}.deb`);
-  t.is(built.stdout.trim(), debPath);
+  const bundlePath = join(outputDir, `imp-cdr_${version}_${arch}.bundle`);
+  t.is(built.stdout, `${debPath}\n${bundlePath}\n`);
+  t.true(built.stderr.includes(`firmware signing key: release key SHA-256 ${fingerprint} (from IMP_CDR_RELEASE_KEY=${join(keysDir, 'signing-key.pem')}); the package ships its public half\n`), built.stderr);
 
   const fields = await run('dpkg-deb', ['--show', '--showformat', '${Package} ${Version} ${Architecture}\n${Depends}\n', debPath]);
   t.is(fields.stdout, `imp-cdr ${version} ${arch}\nnodejs (>= 20.19), snmpd, systemd (>= 247), passwd\n`);
@@ -91,6 +106,10 @@ const isRoot = process.getuid?.() === 0;
   t.false(contents.includes('./opt/imp-cdr/node_modules/ava/'), 'development dependencies are pruned');
   t.true(contents.includes('./opt/imp-cdr/node_modules/unix-dgram/build/Release/unix_dgram.node'));
   t.true(contents.includes('./opt/imp-cdr/node_modules/classic-level/'));
+  for (const path of ['./opt/imp-cdr/firmware/release-key.pem', './opt/imp-cdr/firmware/release-key.json', './opt/imp-cdr/defaults/cdr.yaml']) {
+    t.true(contents.includes(` ${path}\n`), `${path} is packaged`);
+  }
+  t.false(contents.includes('signing-key'), 'the signing key is not packaged');
 
   // Install.
   const installed = await run('dpkg', ['-i', debPath]);
@@ -152,6 +171,27 @@ const isRoot = process.getuid?.() === 0;
     t.is(parsed.state, 'open');
     t.is(parsed.impListen, '127.0.0.1:7300');
   }
+
+  // The package ships the public half of the key that signed its bundle, and verify and status use it
+  // without --public-key.
+  t.is(readFileSync('/opt/imp-cdr/firmware/release-key.pem', 'utf8'), releasePublicKey);
+  t.is(readFileSync('/opt/imp-cdr/defaults/cdr.yaml', 'utf8'), readFileSync(join(ROOT, 'packaging', 'debian', 'cdr.yaml'), 'utf8'));
+  const verified = await run('/usr/bin/cdrctl', ['firmware', 'verify', bundlePath]);
+  t.is(verified.code, 0, verified.stderr);
+  t.true(verified.stdout.startsWith(`${bundlePath}: signature valid (key SHA-256 ${fingerprint}, release key)\n`), verified.stdout);
+  const firmwareStatus = await run('/usr/bin/cdrctl', ['firmware', 'status']);
+  t.is(firmwareStatus.code, 0, firmwareStatus.stderr);
+  t.is(firmwareStatus.stdout.split('\n')[0], `trusted key: /opt/imp-cdr/firmware/release-key.pem, SHA-256 ${fingerprint}, release key`);
+
+  // A bundle signed by another key is rejected, naming the trusted key.
+  const otherKeys = join(outputDir, 'other-keys');
+  t.is((await run(process.execPath, [CDRCTL_MAIN, 'firmware', 'keygen', '--out', otherKeys])).code, 0);
+  const otherBundle = join(outputDir, 'other.bundle');
+  const otherBuilt = await run(process.execPath, [CDRCTL_MAIN, 'firmware', 'build', '--deb', debPath, '--key', join(otherKeys, 'signing-key.pem'), '--out', otherBundle]);
+  t.is(otherBuilt.code, 0, otherBuilt.stderr);
+  const refused = await run('/usr/bin/cdrctl', ['firmware', 'verify', otherBundle]);
+  t.is(refused.code, 1);
+  t.is(refused.stderr, `cdrctl: the manifest signature of ${otherBundle} does not verify with the trusted public key (SHA-256 ${fingerprint}, release key); the bundle was changed or signed with another key (ERR_FW_SIGNATURE_INVALID)\n`);
 
   const unknown = await run('/usr/bin/cdrctl', ['frobnicate']);
   t.is(unknown.code, 2);

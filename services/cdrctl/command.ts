@@ -36,7 +36,7 @@ export interface Command {
   run(context: CommandContext, args: string[]): Promise<number>;
 }
 
-/** Builds the error for a bad command line; main prints it with the usage and exits with 2. */
+/** Builds the error for a bad command line; main prints it with the synopsis of the command and exits with 2. */
 export function usageError(message: string): CdrError {
   return new CdrError('ERR_CLI_USAGE', message);
 }

@@ -3,26 +3,13 @@
  * control socket, so it needs no access to the index itself.
  *
  *     cdrctl [--config FILE | --socket PATH] COMMAND [ARGS]
+ *     cdrctl help [COMMAND]
  */
 
-import { DEVELOPMENT_CONFIG_PATH, PRODUCTION_CONFIG_PATH } from '../common/config.js';
 import { CdrError } from '../common/errors.js';
-import { createContext, EXIT_FAILURE, EXIT_USAGE, usageError } from './command.js';
+import { createContext, EXIT_FAILURE, EXIT_SUCCESS, EXIT_USAGE, usageError, type Command } from './command.js';
 import { COMMANDS } from './commands/index.js';
-
-function usageText(): string {
-  const commands = COMMANDS.flatMap((command) => command.usage.map((line) => `  ${line}`)).join('\n');
-  return `usage: cdrctl [--config FILE | --socket PATH] COMMAND
-
-commands:
-${commands}
-
-options:
-  --config FILE   configuration to find the control socket in (default: $IMP_CDR_CONFIG,
-                  then ${PRODUCTION_CONFIG_PATH} if it exists, then ./${DEVELOPMENT_CONFIG_PATH})
-  --socket PATH   control socket path; overrides --config
-`;
-}
+import { commandHelp, fullHelp, usageErrorText } from './usage.js';
 
 /** Splits the global options, which come before the command name, from the command and its arguments. */
 function splitGlobalOptions(argv: string[]): { config?: string; socket?: string; help: boolean; rest: string[] } {
@@ -50,31 +37,53 @@ function splitGlobalOptions(argv: string[]): { config?: string; socket?: string;
   return result;
 }
 
-async function main(argv: string[]): Promise<number> {
-  const options = splitGlobalOptions(argv);
-  const [name, ...args] = options.rest;
-  if (options.help || !name) {
-    process.stdout.write(usageText());
-    return options.help ? 0 : EXIT_USAGE;
-  }
+/** Whether `args` ask for help: `--help` or `-h` anywhere before a `--` separator. */
+function asksForHelp(args: string[]): boolean {
+  const end = args.indexOf('--');
+  return (end === -1 ? args : args.slice(0, end)).some((arg) => arg === '--help' || arg === '-h');
+}
 
+function findCommand(name: string): Command {
   const command = COMMANDS.find((candidate) => candidate.name === name);
   if (!command) {
     throw usageError(`unknown command "${name}"`);
   }
-  return command.run(createContext(options.config, options.socket), args);
+  return command;
 }
 
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (error: unknown) => {
-    const code = error instanceof CdrError ? error.code : (error as { code?: string }).code;
-    const message = error instanceof Error ? error.message : String(error);
-    process.stderr.write(`cdrctl: ${message}${code ? ` (${code})` : ''}\n`);
-    if (code === 'ERR_CLI_USAGE' || code?.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(usageText());
-      process.exit(EXIT_USAGE);
+/** Runs cdrctl; a usage error is printed here, because only here is the command it concerns known. */
+async function main(argv: string[]): Promise<number> {
+  let command: Command | undefined;
+  let args: string[] = [];
+  try {
+    const options = splitGlobalOptions(argv);
+    const [name, ...rest] = options.rest;
+    args = rest;
+    if (options.help || name === 'help') {
+      const topic = name === 'help' ? rest[0] : undefined;
+      process.stdout.write(topic === undefined ? fullHelp(COMMANDS) : commandHelp(findCommand(topic)));
+      return EXIT_SUCCESS;
     }
-    process.exit(EXIT_FAILURE);
-  },
-);
+    if (name === undefined) {
+      throw usageError('missing command');
+    }
+
+    command = findCommand(name);
+    if (asksForHelp(args)) {
+      process.stdout.write(commandHelp(command));
+      return EXIT_SUCCESS;
+    }
+    return await command.run(createContext(options.config, options.socket), args);
+  } catch (error) {
+    const code = error instanceof CdrError ? error.code : (error as { code?: string }).code;
+    const message = `${error instanceof Error ? error.message : String(error)}${code ? ` (${code})` : ''}`;
+    if (code === 'ERR_CLI_USAGE' || code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(usageErrorText(message, command, args));
+      return EXIT_USAGE;
+    }
+    process.stderr.write(`cdrctl: ${message}\n`);
+    return EXIT_FAILURE;
+  }
+}
+
+main(process.argv.slice(2)).then((code) => process.exit(code));

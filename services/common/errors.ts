@@ -114,6 +114,9 @@ export const ERROR_CODES = {
   ERR_FW_INSTALL_FAILED: 'Installing the firmware payload failed',
   ERR_FW_NOT_READY: 'Services did not become ready after the firmware change',
   ERR_FW_NO_PREVIOUS: 'No previous firmware to roll back to',
+  ERR_RESET_DEFAULT_CONFIG: 'The default configuration for a factory reset is missing or invalid',
+  ERR_RESET_STOP_FAILED: 'Stopping the services for a factory reset failed',
+  ERR_RESET_STILL_RUNNING: 'A daemon still runs after the services were stopped for a factory reset',
   // External reputation sources: feeds, the DNS front, the query-through DNSBL cache, DMARC reports.
   ERR_FEED_INVALID: 'Feed definition is invalid',
   ERR_FEED_NOT_FOUND: 'Feed does not exist',

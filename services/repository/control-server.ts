@@ -3,14 +3,10 @@
  * Its file mode (0660) is the access control.
  */
 
-import { chmodSync, existsSync, mkdirSync, unlinkSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
-import { dirname } from 'node:path';
-
 import { CdrError } from '../common/errors.js';
+import { FramedSocketServer } from '../common/framed-socket-server.js';
 import type { Logger } from '../common/logger.js';
 import { proto } from '../../modules/protocol/constants.js';
-import { encodeFrame, FrameDecoder } from '../../modules/protocol/framing.js';
 import type { impcdr } from '../../modules/protocol/generated/messages.js';
 import type { ReputationIndex } from './reputation-index.js';
 import { signClientCertificate } from './tls-material.js';
@@ -42,17 +38,24 @@ export interface ControlContext {
 }
 
 export class ControlServer {
-  readonly #server: Server;
+  readonly #server: FramedSocketServer<impcdr.v1.ControlRequest, impcdr.v1.IControlResponse>;
   readonly #context: ControlContext;
   readonly #log: Logger;
-  readonly #sockets = new Set<Socket>();
-  #path = '';
 
   constructor(context: ControlContext, log: Logger) {
     this.#context = context;
     this.#log = log.child({ component: 'control' });
-    this.#server = createServer((socket) => this.#accept(socket));
-    this.#server.on('error', (error) => this.#log.error({ err: error }, 'control socket error'));
+    this.#server = new FramedSocketServer(
+      {
+        maxFrameBytes: MAX_CONTROL_FRAME_BYTES,
+        decode: (frame) => proto.ControlRequest.decode(frame),
+        encode: (response) => proto.ControlResponse.encode(response).finish(),
+        handle: (request) => this.#handle(request),
+        fallbackErrorCode: 'ERR_CONTROL_REQUEST',
+        labels: { socket: 'control socket', connection: 'control connection', request: 'control request', requestType: 'ControlRequest' },
+      },
+      this.#log,
+    );
   }
 
   get listening(): boolean {
@@ -63,70 +66,13 @@ export class ControlServer {
    * Listens on `path`. A socket file left by a process that died is removed first; the index lock,
    * taken before this, guarantees no live repository owns it.
    */
-  listen(path: string): Promise<void> {
-    mkdirSync(dirname(path), { recursive: true, mode: 0o750 });
-    if (existsSync(path)) {
-      unlinkSync(path);
-    }
-    this.#path = path;
-    return new Promise((resolveListen, rejectListen) => {
-      this.#server.once('error', rejectListen);
-      this.#server.listen(path, () => {
-        this.#server.off('error', rejectListen);
-        chmodSync(path, 0o660);
-        this.#log.info({ path }, 'control socket ready');
-        resolveListen();
-      });
-    });
+  async listen(path: string): Promise<void> {
+    await this.#server.listen(path);
+    this.#log.info({ path }, 'control socket ready');
   }
 
-  async close(): Promise<void> {
-    const closed = new Promise<void>((resolveClosed) => this.#server.close(() => resolveClosed()));
-    for (const socket of this.#sockets) {
-      socket.end();
-    }
-    await closed;
-    if (this.#path && existsSync(this.#path)) {
-      unlinkSync(this.#path);
-    }
-  }
-
-  #accept(socket: Socket): void {
-    this.#sockets.add(socket);
-    const decoder = new FrameDecoder(MAX_CONTROL_FRAME_BYTES);
-    socket.on('close', () => this.#sockets.delete(socket));
-    socket.on('error', (error) => this.#log.warn({ err: error }, 'control connection error'));
-    socket.on('data', (chunk: Buffer) => {
-      let frames: Buffer[];
-      try {
-        frames = decoder.push(chunk);
-      } catch (error) {
-        this.#log.warn({ code: (error as CdrError).code }, 'closing control connection: bad frame');
-        socket.destroy();
-        return;
-      }
-
-      for (const frame of frames) {
-        let request: impcdr.v1.ControlRequest;
-        try {
-          request = proto.ControlRequest.decode(frame);
-        } catch {
-          this.#log.warn('closing control connection: frame is not a ControlRequest');
-          socket.destroy();
-          return;
-        }
-        this.#handle(request).then(
-          (body) => this.#send(socket, { requestId: request.requestId, ...body }),
-          (error: unknown) => {
-            const code = error instanceof CdrError ? error.code : 'ERR_CONTROL_REQUEST';
-            if (!(error instanceof CdrError)) {
-              this.#log.error({ err: error, body: request.body }, 'control request failed');
-            }
-            this.#send(socket, { requestId: request.requestId, error: { code, message: (error as Error).message } });
-          },
-        );
-      }
-    });
+  close(): Promise<void> {
+    return this.#server.close();
   }
 
   async #handle(request: impcdr.v1.ControlRequest): Promise<Partial<impcdr.v1.IControlResponse>> {
@@ -233,11 +179,5 @@ export class ControlServer {
 
   #feedList(feeds: FeedView[]): impcdr.v1.IFeedList {
     return { feeds: feeds.map(feedToWire), nodeId: this.#context.feeds.nodeId };
-  }
-
-  #send(socket: Socket, response: impcdr.v1.IControlResponse): void {
-    if (!socket.destroyed) {
-      socket.write(encodeFrame(proto.ControlResponse.encode(response).finish()));
-    }
   }
 }

@@ -155,8 +155,13 @@ export function removeNode(node: TestNode): void {
 
 /** Runs cdrctl against `node` and returns its exit code and output. */
 export async function cdrctl(node: TestNode, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return runCdrctl(['--config', node.configPath, ...args]);
+}
+
+/** Runs cdrctl with `args` as given and returns its exit code and output. */
+export async function runCdrctl(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await execFileAsync(process.execPath, [CDRCTL_MAIN, '--config', node.configPath, ...args]);
+    const { stdout, stderr } = await execFileAsync(process.execPath, [CDRCTL_MAIN, ...args]);
     return { code: 0, stdout, stderr };
   } catch (error) {
     const failed = error as { code: number; stdout: string; stderr: string };

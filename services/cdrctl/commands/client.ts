@@ -31,7 +31,7 @@ export const clientCommand: Command = {
 async function enroll(context: CommandContext, client: ControlClient, args: string[], out: string | undefined, days: string | undefined): Promise<number> {
   const [subcommand, name] = args;
   if (subcommand !== 'enroll' || !name || args.length !== 2) {
-    throw usageError('use: cdrctl client enroll NAME --out DIR [--days N]');
+    throw usageError(subcommand === 'enroll' ? `client enroll needs exactly one NAME, got ${args.length - 1}` : 'client needs the subcommand enroll');
   }
   if (!out) {
     throw usageError('client enroll needs --out DIR');

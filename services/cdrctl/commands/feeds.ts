@@ -51,7 +51,7 @@ async function feeds(context: CommandContext, client: ControlClient, args: strin
     case 'add': {
       const [id, source, format, ...options] = rest;
       if (!id || !source || !format) {
-        throw usageError('use: cdrctl feeds add ID SOURCE FORMAT [--zone NAME] [--category WORD] [--refresh SECONDS] [--max-bytes BYTES] [--timeout MS] [--ca FILE]');
+        throw usageError('feeds add needs ID, SOURCE and FORMAT');
       }
       // A URL is passed as given, so that the repository names an unsupported scheme; a path is made absolute.
       const feed: impcdr.v1.IFeedDefinition = { id, source: /^[a-z][a-z0-9+.-]*:\/\//i.test(source) ? source : resolve(source), format };
@@ -80,7 +80,7 @@ async function feeds(context: CommandContext, client: ControlClient, args: strin
     }
     case 'remove': {
       if (rest.length !== 1) {
-        throw usageError('use: cdrctl feeds remove ID');
+        throw usageError(`feeds remove needs exactly one ID, got ${rest.length}`);
       }
       await client.call({ feedRemove: { id: rest[0] } });
       context.stdout(`feed ${rest[0]} removed\n`);
@@ -88,7 +88,7 @@ async function feeds(context: CommandContext, client: ControlClient, args: strin
     }
     case 'refresh': {
       if (rest.length > 1) {
-        throw usageError('use: cdrctl feeds refresh [ID]');
+        throw usageError(`feeds refresh takes at most one ID, got ${rest.length}`);
       }
       const { feeds: refreshed } = await client.call({ feedRefresh: { id: rest[0] ?? '' } });
       context.stdout(formatTable(refreshed ?? {}));
@@ -96,7 +96,7 @@ async function feeds(context: CommandContext, client: ControlClient, args: strin
     }
     case 'status': {
       if (rest.length !== 1) {
-        throw usageError('use: cdrctl feeds status ID');
+        throw usageError(`feeds status needs exactly one ID, got ${rest.length}`);
       }
       const { feeds: status } = await client.call({ feedStatus: { id: rest[0] } });
       context.stdout(formatDetail(status!.feeds![0]!, status!.nodeId ?? ''));
@@ -105,7 +105,7 @@ async function feeds(context: CommandContext, client: ControlClient, args: strin
     case 'export': {
       const [format, file] = rest;
       if (!format || !file || rest.length !== 2) {
-        throw usageError('use: cdrctl feeds export rbldnsd|jsonl FILE');
+        throw usageError(`feeds export needs FORMAT (rbldnsd or jsonl) and FILE, got ${rest.length} arguments`);
       }
       const { export: written } = await client.call({ export: { format, path: resolve(file) } });
       context.stdout(`${written!.entries} entries, ${written!.bytes} bytes written to ${written!.path}\n`);
@@ -122,7 +122,11 @@ async function feeds(context: CommandContext, client: ControlClient, args: strin
       return EXIT_SUCCESS;
     }
     default:
-      throw usageError('use: cdrctl feeds list|add|remove|refresh|status|export|dnsbl');
+      throw usageError(
+        subcommand === undefined
+          ? 'feeds needs a subcommand: list, add, remove, refresh, status, export or dnsbl'
+          : `unknown feeds subcommand "${subcommand}"; expected list, add, remove, refresh, status, export or dnsbl`,
+      );
   }
 }
 

@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 
 import { applyBundle, readFirmwareHistory, readFirmwareState, rollbackFirmware } from '../../../firmware/apply.js';
-import { buildBundle, generateSigningKeys, keyFingerprint, loadPrivateKey, loadPublicKey, readVerifiedBundle } from '../../../firmware/bundle.js';
+import { buildBundle, generateSigningKeys, keyFingerprint, loadPrivateKey, readVerifiedBundle } from '../../../firmware/bundle.js';
+import { describeKeyKind, loadTrustedKey, type TrustedKey } from '../../../firmware/release-key.js';
 import { SystemdFirmwareSystem } from '../../../firmware/system.js';
 import { resolveUnder } from '../../common/config.js';
 import { createLogger } from '../../common/logger.js';
@@ -22,13 +23,14 @@ export const firmwareCommand: Command = {
   usage: [
     'firmware keygen --out DIR             write an Ed25519 signing key pair',
     'firmware build --deb FILE --key PEM --out BUNDLE [--model M ...] [--min-oos V]',
-    '                                        sign a bundle; the version is the package version',
+    '                                      sign a bundle; the version is the package version',
     'firmware verify BUNDLE [--public-key PEM]',
-    '                                        check signature, manifest and payload hashes',
+    '                                      check signature, manifest and payload hashes; PEM defaults to',
+    '                                      firmware.publicKey, the key the package ships',
     'firmware apply BUNDLE [--public-key PEM] [--allow-downgrade] [--root DIR] [--allow-unsupported]',
-    '                                        install, restart, commit when ready or roll back',
+    '                                      install, restart, commit when ready or roll back',
     'firmware rollback                     reinstall the previous firmware',
-    'firmware status [--json]              current and previous firmware, recent history',
+    'firmware status [--json]              trusted key, current and previous firmware, recent history',
   ],
   async run(context, args) {
     const [subcommand, ...rest] = args;
@@ -102,12 +104,12 @@ async function build(context: CommandContext, args: string[]): Promise<number> {
 async function verifyCommand(context: CommandContext, args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, options: { 'public-key': { type: 'string' } }, allowPositionals: true, strict: true });
   const bundlePath = singleBundle(positionals, 'verify');
-  const publicKey = loadPublicKey(values['public-key'] ?? context.loadConfig().firmware.publicKey);
-  const bundle = await readVerifiedBundle(bundlePath, publicKey);
+  const trusted = loadTrustedKey(values['public-key'] ?? context.loadConfig().firmware.publicKey);
+  const bundle = await readVerifiedBundle(bundlePath, trusted);
   const { manifest } = bundle;
   context.stdout(
     [
-      `${bundlePath}: signature valid (key SHA-256 ${keyFingerprint(publicKey)})`,
+      `${bundlePath}: signature valid (key SHA-256 ${trusted.fingerprint}, ${describeKeyKind(trusted.kind)})`,
       `version ${manifest.version} for ${manifest.models.join(', ')}, IMP clients OOS ${manifest.minOosVersion} or later, built ${manifest.created}`,
       ...manifest.payloads.map((payload) => `payload ${payload.name}: ${payload.bytes} bytes, SHA-256 ${payload.sha256} matches`),
       '',
@@ -133,7 +135,7 @@ async function apply(context: CommandContext, args: string[]): Promise<number> {
   const log = createLogger('cdrctl', 'info', 2);
   const outcome = await applyBundle({
     bundlePath,
-    publicKey: loadPublicKey(values['public-key'] ?? config.firmware.publicKey),
+    publicKey: loadTrustedKey(values['public-key'] ?? config.firmware.publicKey),
     stateDir: join(config.paths.state, 'firmware'),
     hardware: runHardwareCheck(values.root, values['allow-unsupported']),
     allowDowngrade: values['allow-downgrade'],
@@ -164,21 +166,39 @@ async function rollback(context: CommandContext, args: string[]): Promise<number
 
 function status(context: CommandContext, args: string[]): number {
   const { values } = parseArgs({ args, options: { json: { type: 'boolean', default: false } }, strict: true });
-  const stateDir = join(context.loadConfig().paths.state, 'firmware');
+  const config = context.loadConfig();
+  const stateDir = join(config.paths.state, 'firmware');
   const state = readFirmwareState(stateDir);
   const history = readFirmwareHistory(stateDir);
+  const key = readTrustedKeyStatus(config.firmware.publicKey);
   if (values.json) {
-    context.stdout(`${JSON.stringify({ ...state, history }, null, 2)}\n`);
+    context.stdout(`${JSON.stringify({ trustedKey: key, ...state, history }, null, 2)}\n`);
     return EXIT_SUCCESS;
   }
   const describe = (entry: typeof state.current) => (entry ? `${entry.version} (applied ${entry.appliedAt}, manifest SHA-256 ${entry.manifestSha256})` : 'none');
-  const lines = [`current firmware: ${describe(state.current)}`, `previous firmware: ${describe(state.previous)}`, 'history:'];
+  const lines = [
+    'error' in key ? `trusted key: ${key.error} (${key.code})` : `trusted key: ${key.path}, SHA-256 ${key.fingerprint}, ${describeKeyKind(key.kind)}`,
+  ];
+  if ('kind' in key && key.kind === 'development') {
+    lines.push('  a development build made this key, so only bundles from that build verify; bundles signed with the release key are rejected');
+  }
+  lines.push(`current firmware: ${describe(state.current)}`, `previous firmware: ${describe(state.previous)}`, 'history:');
   for (const entry of history) {
     const { time, event, ...rest } = entry;
     lines.push(`  ${String(time)} ${String(event)} ${Object.entries(rest).map(([key, value]) => `${key}=${JSON.stringify(value)}`).join(' ')}`);
   }
   context.stdout(`${lines.join('\n')}\n`);
   return EXIT_SUCCESS;
+}
+
+/** Reads the trusted key for `firmware status`: its fingerprint and kind, or why it cannot be read. */
+function readTrustedKeyStatus(path: string): Pick<TrustedKey, 'path' | 'fingerprint' | 'kind'> | { path: string; error: string; code: string } {
+  try {
+    const { fingerprint, kind } = loadTrustedKey(path);
+    return { path, fingerprint, kind };
+  } catch (error) {
+    return { path, error: (error as Error).message, code: (error as { code?: string }).code ?? 'ERR_FW_KEY_INVALID' };
+  }
 }
 
 function singleBundle(positionals: string[], subcommand: string): string {

@@ -15,8 +15,8 @@ export const hwCommand: Command = {
   name: 'hw',
   usage: [
     'hw check [--root DIR] [--allow-unsupported] [--json]',
-    '                                        check DMI, cores, memory, disk and interface roles against the O550',
-    '                                        profile; DIR (default /) contains sys/ and proc/',
+    '                                      check DMI, cores, memory, disk and interface roles against the O550',
+    '                                      profile; DIR (default /) contains sys/ and proc/',
   ],
   async run(context, args) {
     const [subcommand, ...rest] = args;

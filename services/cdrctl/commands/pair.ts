@@ -46,23 +46,25 @@ export const pairCommand: Command = {
 
     switch (subcommand) {
       case 'open':
-        if (rest.length > 0) throw usageError('use: cdrctl pair open [--seconds N]');
+        if (rest.length > 0) throw usageError(`pair open takes no arguments besides --seconds N, got "${rest.join(' ')}"`);
         return openCommand(context, values.seconds);
       case 'join':
-        if (rest.length !== 1) throw usageError('use: cdrctl pair join HOST[:PORT] [--fingerprint SHA256:...] [--code CODE]');
+        if (rest.length !== 1) throw usageError(`pair join needs exactly one HOST[:PORT], got ${rest.length}`);
         return join(context, rest[0]!, values.fingerprint, values.code);
       case 'status':
-        if (rest.length > 0) throw usageError('use: cdrctl pair status [--json]');
+        if (rest.length > 0) throw usageError(`pair status takes no arguments besides --json, got "${rest.join(' ')}"`);
         return status(context, values.json);
       case 'close':
-        if (rest.length > 0) throw usageError('use: cdrctl pair close');
+        if (rest.length > 0) throw usageError(`pair close takes no arguments, got "${rest.join(' ')}"`);
         return withPairing(context, async (client) => {
           await client.call({ close: {} });
           context.stdout('pairing window closed\n');
           return EXIT_SUCCESS;
         });
       default:
-        throw usageError('use: cdrctl pair open | join HOST[:PORT] | status | close');
+        throw usageError(
+          subcommand === undefined ? 'pair needs a subcommand: open, join, status or close' : `unknown pair subcommand "${subcommand}"; expected open, join, status or close`,
+        );
     }
   },
 };

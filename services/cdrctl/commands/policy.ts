@@ -39,6 +39,10 @@ async function policy(context: CommandContext, client: ControlClient, args: stri
     context.stdout(`policy version ${document!.version} is in force\n`);
     return EXIT_SUCCESS;
   }
-  throw usageError('use: cdrctl policy show | cdrctl policy set FILE');
+  throw usageError(
+    subcommand === 'show' || subcommand === 'set'
+      ? `policy ${subcommand} takes ${subcommand === 'show' ? 'no arguments' : 'exactly one FILE'}, got ${args.length - 1}`
+      : 'policy needs a subcommand: show or set FILE',
+  );
 }
 

@@ -15,7 +15,7 @@ export const unpairCommand: Command = {
   ],
   async run(context, args) {
     const { values, positionals } = parseArgs({ args, options: { 'local-only': { type: 'boolean', default: false } }, allowPositionals: true, strict: true });
-    if (positionals.length > 0) throw usageError('use: cdrctl unpair [--local-only]');
+    if (positionals.length > 0) throw usageError(`unpair takes no arguments besides --local-only, got "${positionals.join(' ')}"`);
     const localOnly = values['local-only'];
 
     return withPairing(context, async (client) => {
