@@ -164,8 +164,13 @@ class ConsoleSession {
     this.#pendingAnswer?.('');
   }
 
+  /** True once the input has closed and every line read before that was answered. */
+  get #inputEnded(): boolean {
+    return this.#closed && this.#typedAhead.length === 0;
+  }
+
   #ask(question: string, hidden = false): Promise<string | undefined> {
-    if (this.#closed) {
+    if (this.#inputEnded) {
       return Promise.resolve(undefined);
     }
     return new Promise((resolveAnswer) => {
@@ -191,7 +196,7 @@ class ConsoleSession {
     if (!existsSync(join(this.#options.stateDir, 'configured')) && !(await this.#firstBoot())) {
       return 'first-boot-incomplete';
     }
-    while (!this.#closed) {
+    while (!this.#inputEnded) {
       await this.#showHeader();
       this.#print(MENU.join('\n'));
       const choice = await this.#ask('Choice: ');
@@ -214,14 +219,14 @@ class ConsoleSession {
     this.#print('First boot: this node is not configured yet.');
     this.#print('Step 1 of 2: management interface address.');
     let management: InterfaceSetting | undefined;
-    while (!this.#closed && !(management = await this.#askInterface('management'))) {
+    while (!this.#inputEnded && !(management = await this.#askInterface('management'))) {
       this.#print('The management address is required; try again.');
     }
     if (management) {
       this.#print('Step 2 of 2: admin password.');
     }
     let password: string | undefined;
-    while (!this.#closed && !(password = await this.#askPassword())) {
+    while (!this.#inputEnded && !(password = await this.#askPassword())) {
       this.#print('The admin password is required; try again.');
     }
     if (!management || !password) {

@@ -306,6 +306,33 @@ test.serial('first boot piped input ends', async (t) => {
   }
 });
 
+test.serial('piped input reaches the menu', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'imp-cdr-console-'));
+  const hwRoot = writeHardwareFixture(O550_FIXTURE);
+  t.teardown(() => {
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(hwRoot, { recursive: true, force: true });
+  });
+  const configPath = join(dir, 'cdr.yaml');
+  writeFileSync(configPath, 'paths:\n  state: .\n  run: run\n');
+  const networkRoot = join(dir, 'network');
+
+  // Lines that arrive in one burst, as when pasted, are answered in order after the input ends.
+  const input = '192.0.2.10/24\n192.0.2.1\nabcdefghijkl\nabcdefghijkl\n42\n0\n';
+  const result = await new Promise<{ code: number | null; stdout: string }>((resolveRun) => {
+    const child = spawn(process.execPath, [CDRCTL_MAIN, '--config', configPath, 'console', '--network-root', networkRoot, '--root', hwRoot], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let stdout = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
+    child.stdin.end(input);
+    child.once('exit', (code) => resolveRun({ code, stdout }));
+  });
+  t.is(result.code, 0, result.stdout);
+  t.regex(result.stdout, /First boot finished\./);
+  t.regex(result.stdout, /Invalid choice "42"; enter a number from 0 to 11\./);
+  t.true(existsSync(join(dir, 'console', 'configured')));
+  t.true(existsSync(join(networkRoot, '10-imp-cdr-management.network')));
+});
+
 test.serial('Ctrl-C and bad entries', async (t) => {
   const pane = await startConsole(t, { configured: true });
   await pane.waitFor(/Choice:$/m);

@@ -5,11 +5,12 @@
  * `active` through READY=1 under the full hardening of its unit, shows its STATUS= line, pings the
  * watchdog, comes back after kill -9, is killed and restarted by systemd when it stops pinging, and
  * stops cleanly with the target. A second test applies firmware bundles there with the installed
- * cdrctl: a good one is committed, a broken one rolled back. Nothing is installed on the host.
+ * cdrctl: a good one is committed, a broken one rolled back. A third runs the console's factory reset
+ * with the real systemctl. Nothing is installed on the host.
  */
 
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -17,6 +18,7 @@ import { promisify } from 'node:util';
 
 import test from 'ava';
 
+import { O550_FIXTURE, writeHardwareFixture } from './helpers/hw-fixture.js';
 import { ROOT } from './helpers/node.js';
 import { SystemdContainer } from './helpers/systemd-container.js';
 
@@ -234,4 +236,53 @@ async function repack(deb: string, version: string, out: string, breakRepository
   t.regex(status.stdout, /0\.2\.0/);
   const cdrctl = await container.run(['cdrctl', 'status']);
   t.is(cdrctl.code, 0, cdrctl.stderr);
+});
+
+(isRoot ? test.serial : test.serial.skip)('factory reset under systemd', async (t) => {
+  t.timeout(420_000);
+  const work = mkdtempSync(join(tmpdir(), 'imp-cdr-systemd-'));
+  const hwRoot = writeHardwareFixture(O550_FIXTURE);
+  let container: SystemdContainer | undefined;
+  t.teardown(async () => {
+    await container?.stop();
+    rmSync(work, { recursive: true, force: true });
+    rmSync(hwRoot, { recursive: true, force: true });
+  });
+
+  container = await SystemdContainer.boot(work);
+  const built = await execFileAsync('bash', [join(ROOT, 'packaging', 'build-deb.sh'), container.shareDir], { timeout: 240_000, maxBuffer: 16 * 1024 * 1024 });
+  const deb = basename(built.stdout.trim().split('\n').pop()!);
+  // The console checks the hardware; the container sees this machine's, so it gets an O550 fixture.
+  cpSync(hwRoot, join(container.shareDir, 'hw'), { recursive: true });
+
+  t.is((await container.run(['systemctl', 'start', 'snmpd.service'])).code, 0);
+  const installed = await container.run(['dpkg', '-i', `/mnt/host-share/${deb}`]);
+  t.is(installed.code, 0, installed.stderr);
+  const nodeId = async () => /node (\S+) /.exec((await container!.run(['cdrctl', 'status'])).stdout)?.[1];
+  const firstNodeId = await container.waitFor('the repository to answer cdrctl status', nodeId, 120_000);
+  await container.run(['sh', '-c', `printf 'firmware:\\n  readyTimeoutMs: 30000\\n' >> /etc/imp-cdr/cdr.yaml`]);
+
+  // First boot, then option 9 with its confirmation; no reboot, and the input ends in the new wizard.
+  const input = ['192.0.2.10/24', '192.0.2.1', 'correct horse battery', 'correct horse battery', '9', 'RESET', 'no', ''].join('\n');
+  const consoleRun = await container.run(['sh', '-c', `printf '${input.replaceAll('\n', '\\n')}' | cdrctl console --network-root /run/test-network --root /mnt/host-share/hw`]);
+  t.regex(consoleRun.stdout, /First boot finished\./);
+  t.regex(consoleRun.stdout, /Factory reset done\./, consoleRun.stdout.slice(-2000));
+  t.regex(consoleRun.stdout, /Input ended before the first-boot wizard finished; nothing was saved\.\s*$/);
+  t.is(consoleRun.code, 1);
+
+  // The real systemctl stopped every daemon before the state went away.
+  for (const unit of SERVICES) {
+    t.is((await container.run(['systemctl', 'is-active', unit])).stdout.trim(), 'inactive', unit);
+  }
+  const left = await container.run(['ls', '-A', '/var/lib/imp-cdr']);
+  for (const gone of ['index', 'tls', 'node-id', 'console']) {
+    t.false(left.stdout.split('\n').includes(gone), `${gone} is still in /var/lib/imp-cdr: ${left.stdout}`);
+  }
+  const config = await container.run(['cmp', '/etc/imp-cdr/cdr.yaml', '/opt/imp-cdr/defaults/cdr.yaml']);
+  t.is(config.code, 0, config.stdout);
+
+  // Started again, the node comes up empty, as a new node.
+  t.is((await container.run(['systemctl', 'start', 'imp-cdr.target'])).code, 0);
+  const secondNodeId = await container.waitFor('the repository to answer after the reset', nodeId, 120_000);
+  t.not(secondNodeId, firstNodeId);
 });
