@@ -102,12 +102,20 @@ async function readBundleEntries(path: string): Promise<Map<string, Buffer>> {
   try {
     bytes = statSync(path).size;
   } catch (error) {
-    throw new CdrError('ERR_FW_BUNDLE_INVALID', `cannot read bundle ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, { cause: error, details: { path } });
+    const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : (error as Error).message;
+    throw new CdrError('ERR_FW_BUNDLE_INVALID', `cannot read bundle ${path}: ${reason}`, { cause: error, details: { path } });
   }
   if (bytes > MAX_BUNDLE_BYTES) {
     throw new CdrError('ERR_FW_BUNDLE_TOO_LARGE', `bundle ${path} has ${bytes} bytes; the maximum is ${MAX_BUNDLE_BYTES}`, { details: { path, bytes } });
   }
   const archive = readFileSync(path);
+  // A tar archive starts with a header block that carries the ustar magic; a file without one was never
+  // a bundle, while a bundle cut short keeps its first header.
+  if (archive.length < 512 || archive.toString('latin1', 257, 262) !== 'ustar') {
+    throw new CdrError('ERR_FW_BUNDLE_INVALID', `${path} (${archive.length} bytes) is not a tar archive, so not a firmware bundle; check the file name`, {
+      details: { path, bytes: archive.length },
+    });
+  }
   if (archive.length < TAR_END_BYTES || archive.length % 512 !== 0 || !archive.subarray(archive.length - TAR_END_BYTES).every((byte) => byte === 0)) {
     throw new CdrError('ERR_FW_BUNDLE_TRUNCATED', `bundle ${path} (${archive.length} bytes) does not end with the tar end-of-archive blocks; it was cut short, so copy it again`, {
       details: { path, bytes: archive.length },

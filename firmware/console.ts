@@ -115,7 +115,9 @@ export async function runConsole(options: ConsoleOptions): Promise<ConsoleOutcom
       callback();
     },
   });
-  const rl = createInterface({ input: options.input, output, terminal: true });
+  // On a terminal readline echoes and edits the line. Piped input is neither echoed (passwords would
+  // show) nor given cursor codes.
+  const rl = createInterface({ input: options.input, output, terminal: Boolean((options.input as { isTTY?: boolean }).isTTY) });
   const session = new ConsoleSession(rl, options, muted);
   rl.on('SIGINT', () => session.onInterrupt());
   const outcome = await session.run();
@@ -220,14 +222,19 @@ class ConsoleSession {
     this.#print('Step 1 of 2: management interface address.');
     let management: InterfaceSetting | undefined;
     while (!this.#inputEnded && !(management = await this.#askInterface('management'))) {
-      this.#print('The management address is required; try again.');
+      // An answer cut off by the end of input is not a wrong answer, so it gets no "try again".
+      if (!this.#inputEnded) {
+        this.#print('The management address is required; try again.');
+      }
     }
     if (management) {
       this.#print('Step 2 of 2: admin password.');
     }
     let password: string | undefined;
-    while (!this.#inputEnded && !(password = await this.#askPassword())) {
-      this.#print('The admin password is required; try again.');
+    while (management && !this.#inputEnded && !(password = await this.#askPassword())) {
+      if (!this.#inputEnded) {
+        this.#print('The admin password is required; try again.');
+      }
     }
     if (!management || !password) {
       this.#print('Input ended before the first-boot wizard finished; nothing was saved.');
@@ -382,6 +389,9 @@ class ConsoleSession {
       return undefined;
     }
     const second = await this.#ask('Repeat the password: ', true);
+    if (second === undefined) {
+      return undefined;
+    }
     if (second !== first) {
       this.#print('The passwords differ; the admin password was not changed.');
       return undefined;

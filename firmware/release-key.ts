@@ -80,7 +80,10 @@ export function selectSigningKey(env: NodeJS.ProcessEnv, checkout: string): Sign
     created = true;
   }
   const key = loadPrivateKey(path);
-  return { path, key, kind: 'development', fingerprint: keyFingerprint(key), created };
+  const signing: SigningKey = { path, key, kind: 'development', fingerprint: keyFingerprint(key), created };
+  // The record beside the public half lets `cdrctl firmware verify` in the checkout name the key kind.
+  writeShippedKey(signing, dir);
+  return signing;
 }
 
 /** Reads a signing key, naming the variable when the file is a public key or unreadable. */

@@ -306,5 +306,7 @@ test('development config loads under its folder', (t) => {
 
   t.is(config.paths.state, folder);
   t.is(config.paths.run, join(folder, 'run'));
-  t.deepEqual({ ...config, paths: DEFAULT_CONFIG.paths }, DEFAULT_CONFIG);
+  // Bundles built in the checkout are verified with the development key that signed them.
+  t.is(config.firmware.publicKey, join(folder, 'firmware-dev-key', 'release-key.pem'));
+  t.deepEqual({ ...config, paths: DEFAULT_CONFIG.paths, firmware: DEFAULT_CONFIG.firmware }, DEFAULT_CONFIG);
 });

@@ -121,7 +121,7 @@ test.serial('HTTPS feed without its CA rejected', async (t) => {
     const systemCas = await cdrctl(node, ['feeds', 'add', 'drop-system', url, 'iplist', '--refresh', '0', '--timeout', '5000']);
     t.is(systemCas.code, 1);
     t.regex(field(systemCas.stdout, 'last error'), /^ERR_FEED_TLS: .*the server certificate does not verify \((UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT_LOCALLY)/);
-    t.regex(field(systemCas.stdout, 'last error'), /add the CA that issued it with cdrctl feeds add --ca FILE/);
+    t.regex(field(systemCas.stdout, 'last error'), /remove the feed and add it again with --ca FILE/);
     t.is(field(systemCas.stdout, 'version'), '0');
     t.is(state.requests, 0, 'no request reached the server');
     t.false(await listedBy('1.10.16.1', 'drop-system'));
@@ -135,8 +135,21 @@ test.serial('CA option checked on add', async (t) => {
   const notPem = join(scratch, 'not-a-ca.pem');
   writeFileSync(notPem, 'this is not a certificate\n');
   const garbage = await cdrctl(node, ['feeds', 'add', 'bad-ca', 'https://127.0.0.1:9/drop.txt', 'iplist', '--ca', notPem]);
-  t.is(garbage.code, 1);
-  t.regex(garbage.stderr, /feed caPem must be one or more PEM certificates/);
+  t.is(garbage.code, 2);
+  t.regex(garbage.stderr, /the CA file .*not-a-ca\.pem contains no PEM certificate/);
+
+  // An empty file is not "no --ca": without the check the feed would trust the system CAs instead.
+  const emptyPem = join(scratch, 'empty.pem');
+  writeFileSync(emptyPem, '');
+  const empty = await cdrctl(node, ['feeds', 'add', 'bad-ca', 'https://127.0.0.1:9/drop.txt', 'iplist', '--ca', emptyPem]);
+  t.is(empty.code, 2);
+  t.regex(empty.stderr, /the CA file .*empty\.pem contains no PEM certificate/);
+
+  const brokenPem = join(scratch, 'broken.pem');
+  writeFileSync(brokenPem, '-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n');
+  const broken = await cdrctl(node, ['feeds', 'add', 'bad-ca', 'https://127.0.0.1:9/drop.txt', 'iplist', '--ca', brokenPem]);
+  t.is(broken.code, 1);
+  t.regex(broken.stderr, /feed caPem must be PEM certificates that parse/);
 
   const authority = createAuthority('plain');
   const plainHttp = await cdrctl(node, ['feeds', 'add', 'bad-ca', 'http://127.0.0.1:9/drop.txt', 'iplist', '--ca', authority.caPath]);

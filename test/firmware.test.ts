@@ -6,7 +6,7 @@
  */
 
 import { execFile } from 'node:child_process';
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, randomBytes as randomBytesOf } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -161,6 +161,11 @@ test('bad bundles rejected before changes', async (t) => {
   const truncatedBlock = join(work, 'truncated-block.bundle');
   writeFileSync(truncatedBlock, readFileSync(goodBundle).subarray(0, 2048));
 
+  const randomBytes = join(work, 'random.bundle');
+  writeFileSync(randomBytes, randomBytesOf(4000));
+  const empty = join(work, 'empty.bundle');
+  writeFileSync(empty, '');
+
   const notTar = join(work, 'not-tar.bundle');
   writeFileSync(notTar, Buffer.concat([Buffer.from('{"format":1}\n'.padEnd(1024, ' ')), Buffer.alloc(2048)]));
 
@@ -174,6 +179,8 @@ test('bad bundles rejected before changes', async (t) => {
     ['truncated at half', truncatedHalf, 'ERR_FW_BUNDLE_TRUNCATED'],
     ['truncated at a block', truncatedBlock, 'ERR_FW_BUNDLE_TRUNCATED'],
     ['not a tar archive', notTar, 'ERR_FW_BUNDLE_INVALID'],
+    ['random bytes', randomBytes, 'ERR_FW_BUNDLE_INVALID'],
+    ['empty file', empty, 'ERR_FW_BUNDLE_INVALID'],
     ['no such file', join(work, 'absent.bundle'), 'ERR_FW_BUNDLE_INVALID'],
   ];
 

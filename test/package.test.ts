@@ -115,7 +115,7 @@ const isRoot = process.getuid?.() === 0;
   const installed = await run('dpkg', ['-i', debPath]);
   t.is(installed.code, 0, installed.stderr);
   t.is((await run('dpkg-query', ['-W', '-f', '${Status}', 'imp-cdr'])).stdout, 'install ok installed');
-  t.regex((await run('dpkg-query', ['-W', '-f', '${Conffiles}', 'imp-cdr'])).stdout, /^ \/etc\/imp-cdr\/cdr\.yaml [0-9a-f]{32}$/);
+  t.regex((await run('dpkg-query', ['-W', '-f', '${Conffiles}', 'imp-cdr'])).stdout, /^ \/etc\/imp-cdr\/cdr\.yaml [0-9a-f]{32}\n \/etc\/snmp\/snmpd\.conf\.d\/imp-cdr\.conf [0-9a-f]{32}$/);
 
   const user = (await run('getent', ['passwd', 'imp-cdr'])).stdout.trim().split(':');
   t.is(user[0], 'imp-cdr');

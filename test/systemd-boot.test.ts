@@ -152,10 +152,29 @@ const isRoot = process.getuid?.() === 0;
   const journal = await container.run(['journalctl', '--no-pager', '-u', 'imp-cdr-repository.service']);
   t.regex(journal.stdout, /Watchdog timeout/);
 
+  // The technician console replaces the login prompt on tty1 and the serial console. On a terminal
+  // of its own it runs the first-boot wizard, and leaving it starts it again.
+  t.is((await container.run(['systemctl', 'is-enabled', 'imp-cdr-console@tty1.service'])).stdout.trim(), 'enabled');
+  t.is((await container.run(['systemctl', 'is-enabled', 'getty@tty1.service'])).stdout.trim(), 'masked');
+  const onTerminal = await container.run(['python3', join(ROOT, 'test', 'helpers', 'pty-console.py')]);
+  t.is(onTerminal.code, 0, onTerminal.stdout + onTerminal.stderr);
+  const consoleUnit = onTerminal.stdout.split('\n')[0]!;
+  t.regex(onTerminal.stdout, /First boot: this node is not configured yet\./);
+  t.regex(onTerminal.stdout, /First boot finished\./);
+  const unitState = /\nunit state: (.*)\n/.exec(onTerminal.stdout)?.[1] ?? '';
+  t.regex(unitState, /(^| )ActiveState=active( |$)/);
+  t.regex(unitState, /(^| )NRestarts=1( |$)/);
+  t.regex(unitState, /(^| )TTYPath=\/dev\/pts\/\d+( |$)/);
+  t.is((await container.run(['systemctl', 'is-active', consoleUnit])).stdout.trim(), 'inactive');
+
   // Stopping the target stops every daemon cleanly: SIGTERM, STOPPING=1, exit status 0.
   t.is((await container.run(['systemctl', 'stop', 'imp-cdr.target'])).code, 0);
   for (const unit of SERVICES) {
-    const stopped = await container.show(unit, ['ActiveState', 'Result', 'ExecMainStatus']);
+    // systemctl returns once the target's own stop job is done; the units' stop jobs may still run.
+    const stopped = await container.waitFor(`${unit} to stop`, async () => {
+      const properties = await container!.show(unit, ['ActiveState', 'Result', 'ExecMainStatus']);
+      return properties['ActiveState'] === 'inactive' || properties['ActiveState'] === 'failed' ? properties : undefined;
+    });
     t.is(stopped['ActiveState'], 'inactive', unit);
     t.is(stopped['Result'], 'success', unit);
     t.is(stopped['ExecMainStatus'], '0', unit);
@@ -166,6 +185,7 @@ const isRoot = process.getuid?.() === 0;
   t.is(purged.code, 0, purged.stdout + purged.stderr);
   const units = await container.run(['systemctl', 'list-unit-files', '--no-legend', 'imp-cdr*']);
   t.is(units.stdout.trim(), '');
+  t.not((await container.run(['systemctl', 'is-enabled', 'getty@tty1.service'])).stdout.trim(), 'masked');
 });
 
 /** Repacks `deb` as version `version`; `breakRepository` makes the repository daemon exit at start. */

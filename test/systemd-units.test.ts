@@ -17,6 +17,7 @@ import { ROOT } from './helpers/node.js';
 const execFileAsync = promisify(execFile);
 const UNIT_DIR = join(ROOT, 'packaging', 'systemd');
 const SERVICES = ['imp-cdr-repository', 'imp-cdr-snmp', 'imp-cdr-pairing'];
+const CONSOLE_TEMPLATE = 'imp-cdr-console@.service';
 
 /**
  * Exposure scores of systemd 252 (Debian 12), from 0 (fully confined) to 10. A change to the hardening
@@ -61,7 +62,27 @@ function parseUnit(text: string): Map<string, string[]> {
 }
 
 test('unit folder lists every unit', (t) => {
-  t.deepEqual(readdirSync(UNIT_DIR).sort(), [...SERVICES.map((name) => `${name}.service`), 'imp-cdr.target'].sort());
+  t.deepEqual(readdirSync(UNIT_DIR).sort(), [...SERVICES.map((name) => `${name}.service`), CONSOLE_TEMPLATE, 'imp-cdr.target'].sort());
+});
+
+test('verify accepts the console on tty1', async (t) => {
+  // systemd-analyze verifies instances, not templates, so the test names a copy after its instance.
+  const dir = mkdtempSync(join(tmpdir(), 'imp-cdr-units-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  copyFileSync(join(UNIT_DIR, CONSOLE_TEMPLATE), join(dir, 'imp-cdr-console@tty1.service'));
+  const result = await run('systemd-analyze', ['verify', join(dir, 'imp-cdr-console@tty1.service')]);
+  t.is(result.code, 0, result.stderr);
+  t.is(result.stderr, '');
+});
+
+test('the console is outside the target', (t) => {
+  // Restarts and stops of imp-cdr.target (firmware apply, factory reset) must not end a console session.
+  const unit = parseUnit(readFileSync(join(UNIT_DIR, CONSOLE_TEMPLATE), 'utf8'));
+  t.is(unit.get('Unit.PartOf'), undefined);
+  t.deepEqual(unit.get('Service.Restart'), ['always']);
+  t.deepEqual(unit.get('Service.TTYPath'), ['/dev/%I']);
+  t.deepEqual(unit.get('Unit.Conflicts'), ['getty@%i.service serial-getty@%i.service']);
+  t.deepEqual(unit.get('Install.WantedBy'), ['getty.target']);
 });
 
 for (const file of [...SERVICES.map((name) => `${name}.service`), 'imp-cdr.target']) {

@@ -75,7 +75,12 @@ export function ensureDevelopmentConfig(path: string): boolean {
     return false;
   }
 
-  const config: CdrConfig = { ...structuredClone(DEFAULT_CONFIG), paths: { ...DEVELOPMENT_PATHS } };
+  // Bundles built in the checkout (make bundle) are signed with the development key under var/.
+  const config: CdrConfig = {
+    ...structuredClone(DEFAULT_CONFIG),
+    paths: { ...DEVELOPMENT_PATHS },
+    firmware: { ...DEFAULT_CONFIG.firmware, publicKey: 'firmware-dev-key/release-key.pem' },
+  };
   const header =
     '# IMP-CDR development configuration, written from the embedded defaults on first run.\n' +
     '# Relative paths are resolved against the folder of this file.\n';

@@ -149,13 +149,18 @@ function duration(ms: number): string {
 
 type Long = { toNumber(): number };
 
-/** Reads the PEM file of `--ca`. */
+/** Reads the PEM file of `--ca`; a file without a certificate is a usage error, not "no CA". */
 function readCaFile(file: string): string {
+  let text: string;
   try {
-    return readFileSync(file, 'utf8');
+    text = readFileSync(file, 'utf8');
   } catch (error) {
     throw new CdrError('ERR_CLI_USAGE', `cannot read the CA file ${file}: ${(error as Error).message}`, { cause: error });
   }
+  if (!text.includes('-----BEGIN CERTIFICATE-----')) {
+    throw usageError(`the CA file ${file} contains no PEM certificate (-----BEGIN CERTIFICATE-----)`);
+  }
+  return text;
 }
 
 /** Formats a node id, marking the node that sent the response. */

@@ -152,7 +152,7 @@ async function fetchUrl(options: FetchOptions): Promise<FetchResult> {
     if (CERTIFICATE_ERRORS.has(code)) {
       const fix = options.caPem
         ? 'check that the feed CA (cdrctl feeds add --ca) issued the server certificate and that it names the host'
-        : 'add the CA that issued it with cdrctl feeds add --ca FILE';
+        : 'remove the feed and add it again with --ca FILE naming the CA that issued the certificate';
       throw new CdrError('ERR_FEED_TLS', `GET ${url}: the server certificate does not verify (${code}: ${(error as Error).message}); ${fix}`, {
         cause: error,
         details: { source: options.source, tlsCode: code },
