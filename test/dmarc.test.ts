@@ -186,6 +186,7 @@ test('DMARC feed counts into the index', async (t) => {
     const rejected = await cdrctl(node, ['feeds', 'add', 'rua-empty', empty, 'dmarc', '--refresh', '0']);
     t.is(rejected.code, 1);
     t.regex(rejected.stdout, /ERR_DMARC_EMPTY: .*empty\.xml: the report is empty/);
+    t.regex(rejected.stderr, /^cdrctl: feed rua-empty added, but its first import failed: .*the report is empty.* \(ERR_DMARC_EMPTY\)\n$/);
   } finally {
     await node.stop();
     removeNode(node);

@@ -76,7 +76,12 @@ async function feeds(context: CommandContext, client: ControlClient, args: strin
       const { feeds: added } = await client.call({ feedAdd: { feed } });
       const info = added!.feeds![0]!;
       context.stdout(formatDetail(info, added!.nodeId ?? ''));
-      return info.lastErrorCode ? EXIT_FAILURE : EXIT_SUCCESS;
+      if (info.lastErrorCode) {
+        // The feed stays defined and is fetched again at its next refresh.
+        context.stderr(`cdrctl: feed ${id} added, but its first import failed: ${info.lastError} (${info.lastErrorCode})\n`);
+        return EXIT_FAILURE;
+      }
+      return EXIT_SUCCESS;
     }
     case 'remove': {
       if (rest.length !== 1) {
