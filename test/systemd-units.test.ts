@@ -75,6 +75,18 @@ test('verify accepts the console on tty1', async (t) => {
   t.is(result.stderr, '');
 });
 
+test('security score of the console', async (t) => {
+  // The console runs as root and installs firmware with dpkg, so most sandboxing is off; its score is
+  // pinned all the same, so that any change to its settings is made on purpose.
+  const dir = mkdtempSync(join(tmpdir(), 'imp-cdr-units-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  copyFileSync(join(UNIT_DIR, CONSOLE_TEMPLATE), join(dir, 'imp-cdr-console@tty1.service'));
+  const result = await run('systemd-analyze', ['security', '--offline=true', join(dir, 'imp-cdr-console@tty1.service')]);
+  const match = /Overall exposure level for [^:]+: ([0-9.]+) (\w+)/.exec(result.stdout);
+  t.is(match?.[1], '7.9', result.stdout.slice(-500));
+  t.is(match?.[2], 'EXPOSED');
+});
+
 test('the console is outside the target', (t) => {
   // Restarts and stops of imp-cdr.target (firmware apply, factory reset) must not end a console session.
   const unit = parseUnit(readFileSync(join(UNIT_DIR, CONSOLE_TEMPLATE), 'utf8'));
