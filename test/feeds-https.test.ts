@@ -149,12 +149,12 @@ test.serial('CA option checked on add', async (t) => {
   writeFileSync(brokenPem, '-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n');
   const broken = await cdrctl(node, ['feeds', 'add', 'bad-ca', 'https://127.0.0.1:9/drop.txt', 'iplist', '--ca', brokenPem]);
   t.is(broken.code, 1);
-  t.regex(broken.stderr, /feed caPem must be PEM certificates that parse/);
+  t.regex(broken.stderr, /feed caPem \(--ca\) must be PEM certificates that parse/);
 
   const authority = createAuthority('plain');
   const plainHttp = await cdrctl(node, ['feeds', 'add', 'bad-ca', 'http://127.0.0.1:9/drop.txt', 'iplist', '--ca', authority.caPath]);
   t.is(plainHttp.code, 1);
-  t.regex(plainHttp.stderr, /feed caPem must be empty unless the source is an https:\/\/ URL/);
+  t.regex(plainHttp.stderr, /feed caPem \(--ca\) must be empty unless the source is an https:\/\/ URL/);
 
   const missing = await cdrctl(node, ['feeds', 'add', 'bad-ca', 'https://127.0.0.1:9/drop.txt', 'iplist', '--ca', join(scratch, 'absent.pem')]);
   t.is(missing.code, 2);

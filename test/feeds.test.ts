@@ -160,6 +160,9 @@ test.serial('listing weighs in the verdict', async (t) => {
   t.is(uce.category, 'block');
   t.is(listed.verdict, 'malicious');
   t.true(listed.reasons.includes('listed by shared-1 (block -80)'), listed.reasons.join('; '));
+  // The text output gives each listing a line of its own.
+  const text = await cdrctl(node, ['lookup', 'ip', '1.1.138.2']);
+  t.regex(text.stdout, /\n {2}listed by shared-1 \(block\): 127\.0\.0\.2 "IP 1\.1\.138\.2 is UCEPROTECT-Level 1 listed\. See http:\/\/www\.uceprotect\.net\/rblcheck\.php\?ipr=1\.1\.138\.2"\n/);
 
   // 127.0.0.1 is excluded in the UCEPROTECT files and listed by none of the others.
   const excluded = await lookupJson('ip', '127.0.0.1');
@@ -258,23 +261,24 @@ test.serial('combined feed lists per section', async (t) => {
   t.is((await cdrctl(node, ['feeds', 'remove', 'combo'])).code, 0);
 });
 
-const BAD_DEFINITIONS: { name: string; args: string[]; field: string }[] = [
+/** `option` is the command-line option that cdrctl names beside the field, when there is one. */
+const BAD_DEFINITIONS: { name: string; args: string[]; field: string; option?: string }[] = [
   { name: 'id with capitals', args: ['Bad', '/tmp/x', 'iplist'], field: 'id' },
   { name: 'relative source', args: ['rel', 'ftp://example.invalid/x', 'iplist'], field: 'source' },
   { name: 'unknown format', args: ['fmt', '/tmp/x', 'csv'], field: 'format' },
-  { name: 'invalid zone', args: ['zone', '/tmp/x', 'iplist', '--zone', 'bad zone'], field: 'zone' },
-  { name: 'invalid category', args: ['cat', '/tmp/x', 'iplist', '--category', 'Block!'], field: 'category' },
-  { name: 'refresh below 60', args: ['r59', '/tmp/x', 'iplist', '--refresh', '59'], field: 'refreshSeconds' },
-  { name: 'refresh above a week', args: ['r1w', '/tmp/x', 'iplist', '--refresh', '604801'], field: 'refreshSeconds' },
-  { name: 'timeout below 100', args: ['t99', '/tmp/x', 'iplist', '--timeout', '99'], field: 'timeoutMs' },
-  { name: 'size above 1 GiB', args: ['big', '/tmp/x', 'iplist', '--max-bytes', '1073741825'], field: 'maxBytes' },
+  { name: 'invalid zone', args: ['zone', '/tmp/x', 'iplist', '--zone', 'bad zone'], field: 'zone', option: '--zone' },
+  { name: 'invalid category', args: ['cat', '/tmp/x', 'iplist', '--category', 'Block!'], field: 'category', option: '--category' },
+  { name: 'refresh below 60', args: ['r59', '/tmp/x', 'iplist', '--refresh', '59'], field: 'refreshSeconds', option: '--refresh' },
+  { name: 'refresh above a week', args: ['r1w', '/tmp/x', 'iplist', '--refresh', '604801'], field: 'refreshSeconds', option: '--refresh' },
+  { name: 'timeout below 100', args: ['t99', '/tmp/x', 'iplist', '--timeout', '99'], field: 'timeoutMs', option: '--timeout' },
+  { name: 'size above 1 GiB', args: ['big', '/tmp/x', 'iplist', '--max-bytes', '1073741825'], field: 'maxBytes', option: '--max-bytes' },
 ];
 
 for (const bad of BAD_DEFINITIONS) {
   test.serial(`definition rejected: ${bad.name}`, async (t) => {
     const result = await cdrctl(node, ['feeds', 'add', ...bad.args]);
     t.is(result.code, 1);
-    t.regex(result.stderr, new RegExp(`feed ${bad.field} must be`));
+    t.regex(result.stderr, new RegExp(`feed ${bad.field}${bad.option ? ` \\(${bad.option}\\)` : ''} must be`));
   });
 }
 

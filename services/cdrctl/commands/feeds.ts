@@ -73,7 +73,12 @@ async function feeds(context: CommandContext, client: ControlClient, args: strin
           (feed as Record<string, number>)[field] = Number(value);
         }
       }
-      const { feeds: added } = await client.call({ feedAdd: { feed } });
+      let added: impcdr.v1.IFeedList | null | undefined;
+      try {
+        ({ feeds: added } = await client.call({ feedAdd: { feed } }));
+      } catch (error) {
+        throw withOptionNames(error);
+      }
       const info = added!.feeds![0]!;
       context.stdout(formatDetail(info, added!.nodeId ?? ''));
       if (info.lastErrorCode) {
@@ -154,6 +159,21 @@ function duration(ms: number): string {
 
 type Long = { toNumber(): number };
 
+/**
+ * Names the command-line option in a definition error of the repository, which names the field:
+ * `feed refreshSeconds must be ...` becomes `feed refreshSeconds (--refresh) must be ...`.
+ */
+function withOptionNames(error: unknown): unknown {
+  if (!(error instanceof CdrError) || error.code !== 'ERR_FEED_INVALID') {
+    return error;
+  }
+  let message = error.message;
+  for (const [option, field] of Object.entries(OPTIONS)) {
+    message = message.replace(new RegExp(`^feed ${field} `), `feed ${field} (${option}) `);
+  }
+  return message === error.message ? error : new CdrError(error.code, message, { cause: error, details: error.details });
+}
+
 /** Reads the PEM file of `--ca`; a file without a certificate is a usage error, not "no CA". */
 function readCaFile(file: string): string {
   let text: string;
@@ -205,7 +225,7 @@ function formatDetail(info: impcdr.v1.IFeedInfo, self: string): string {
     `zone:          ${definition.zone || '-'}`,
     `category:      ${definition.category}`,
     `refresh:       ${Number(definition.refreshSeconds) === 0 ? 'manual' : `${definition.refreshSeconds}s`}`,
-    `ca:            ${definition.caPem ? 'feed CA certificates' : 'system CAs'}`,
+    ...(/^https:/i.test(definition.source ?? '') ? [`ca:            ${definition.caPem ? 'feed CA certificates' : 'system CAs'}`] : []),
     `version:       ${info.version}${Number(info.version) > 0 ? `, imported ${age(info.importedMs)} ago` : ''}`,
     `entries:       ${info.entries} (${info.exclusions} exclusions), ${info.bytes} bytes, ${info.encoding || '-'}`,
     `bad lines:     ${info.badLines}`,

@@ -99,8 +99,14 @@ function formatLookup(result: LookupJson): string {
     `  reasons: ${result.reasons.length > 0 ? result.reasons.join('; ') : 'none'}`,
     `  counters: ${counters || 'none'}`,
     `  seen: ${result.firstSeen ?? 'never'} to ${result.lastSeen ?? 'never'}`,
-    `  listings: ${result.listings.length > 0 ? JSON.stringify(result.listings) : 'none'}`,
+    ...(result.listings.length > 0 ? result.listings.map(formatListing) : ['  listings: none']),
     '',
   ].join('\n');
+}
+
+/** One listing as a line: `  listed by drop (block): 127.0.0.2 "reason"`. */
+function formatListing(listing: unknown): string {
+  const { source, category, returnCode, reason } = listing as impcdr.v1.IListing;
+  return `  listed by ${source ?? '-'} (${category || '-'}): ${returnCode || '-'} ${JSON.stringify(reason ?? '')}`;
 }
 
