@@ -11,7 +11,7 @@ import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { parse as parseYaml } from 'yaml';
 
 import { SystemdFirmwareSystem } from '../firmware/system.js';
@@ -276,7 +276,14 @@ test.serial('first boot input ends early', async (t) => {
   t.false(existsSync(join(pane.stateDir, 'previous-network')));
 });
 
-test.serial('first boot piped input ends', async (t) => {
+/** A console fed from a pipe: an unconfigured state folder, an interface folder and an O550 fixture. */
+interface PipedConsole {
+  dir: string;
+  networkRoot: string;
+  run(input: string): Promise<{ code: number | null; stdout: string }>;
+}
+
+function pipedConsole(t: ExecutionContext): PipedConsole {
   const dir = mkdtempSync(join(tmpdir(), 'imp-cdr-console-'));
   const hwRoot = writeHardwareFixture(O550_FIXTURE);
   t.teardown(() => {
@@ -286,17 +293,24 @@ test.serial('first boot piped input ends', async (t) => {
   const configPath = join(dir, 'cdr.yaml');
   writeFileSync(configPath, 'paths:\n  state: .\n  run: run\n');
   const networkRoot = join(dir, 'network');
-
-  // Each case ends the input at another step; none of them may leave a file behind.
-  const inputs = ['', '192.0.2.10/24\n', '192.0.2.10/24\n192.0.2.1\n', '192.0.2.10/24\n192.0.2.1\nabcdefghijkl\n', '192.0.2.10/24\n'.slice(0, -1)];
-  for (const input of inputs) {
-    const result = await new Promise<{ code: number | null; stdout: string }>((resolveRun) => {
+  const run = (input: string) =>
+    new Promise<{ code: number | null; stdout: string }>((resolveRun) => {
       const child = spawn(process.execPath, [CDRCTL_MAIN, '--config', configPath, 'console', '--network-root', networkRoot, '--root', hwRoot], { stdio: ['pipe', 'pipe', 'inherit'] });
       let stdout = '';
       child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
       child.stdin.end(input);
       child.once('exit', (code) => resolveRun({ code, stdout }));
     });
+  return { dir, networkRoot, run };
+}
+
+test.serial('first boot piped input ends', async (t) => {
+  const piped = pipedConsole(t);
+
+  // Each case ends the input at another step; none of them may leave a file behind.
+  const inputs = ['', '192.0.2.10/24\n', '192.0.2.10/24\n192.0.2.1\n', '192.0.2.10/24\n192.0.2.1\nabcdefghijkl\n', '192.0.2.10/24'];
+  for (const input of inputs) {
+    const result = await piped.run(input);
     const label = JSON.stringify(input);
     t.is(result.code, 1, label);
     t.true(result.stdout.trimEnd().endsWith('Input ended before the first-boot wizard finished; nothing was saved.'), `${label}: ${result.stdout}`);
@@ -304,38 +318,23 @@ test.serial('first boot piped input ends', async (t) => {
     // The end of input is not a wrong answer: no "try again" and no "passwords differ".
     t.false(result.stdout.includes('try again'), `${label}: ${result.stdout}`);
     t.false(result.stdout.includes('The passwords differ'), `${label}: ${result.stdout}`);
-    t.false(existsSync(networkRoot), `${label}: no interface file`);
-    t.false(existsSync(join(dir, 'console')), `${label}: no console state`);
+    t.false(existsSync(piped.networkRoot), `${label}: no interface file`);
+    t.false(existsSync(join(piped.dir, 'console')), `${label}: no console state`);
   }
 });
 
 test.serial('piped input reaches the menu', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'imp-cdr-console-'));
-  const hwRoot = writeHardwareFixture(O550_FIXTURE);
-  t.teardown(() => {
-    rmSync(dir, { recursive: true, force: true });
-    rmSync(hwRoot, { recursive: true, force: true });
-  });
-  const configPath = join(dir, 'cdr.yaml');
-  writeFileSync(configPath, 'paths:\n  state: .\n  run: run\n');
-  const networkRoot = join(dir, 'network');
+  const piped = pipedConsole(t);
 
   // Lines that arrive in one burst, as when pasted, are answered in order after the input ends.
-  const input = '192.0.2.10/24\n192.0.2.1\nabcdefghijkl\nabcdefghijkl\n42\n0\n';
-  const result = await new Promise<{ code: number | null; stdout: string }>((resolveRun) => {
-    const child = spawn(process.execPath, [CDRCTL_MAIN, '--config', configPath, 'console', '--network-root', networkRoot, '--root', hwRoot], { stdio: ['pipe', 'pipe', 'inherit'] });
-    let stdout = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
-    child.stdin.end(input);
-    child.once('exit', (code) => resolveRun({ code, stdout }));
-  });
+  const result = await piped.run('192.0.2.10/24\n192.0.2.1\nabcdefghijkl\nabcdefghijkl\n42\n0\n');
   t.is(result.code, 0, result.stdout);
   t.regex(result.stdout, /First boot finished\./);
   t.regex(result.stdout, /Invalid choice "42"; enter a number from 0 to 11\./);
   t.false(result.stdout.includes('abcdefghijkl'), 'piped input, the password included, is not echoed');
   t.false(result.stdout.includes('\u001b['), 'no cursor codes on piped output');
-  t.true(existsSync(join(dir, 'console', 'configured')));
-  t.true(existsSync(join(networkRoot, '10-imp-cdr-management.network')));
+  t.true(existsSync(join(piped.dir, 'console', 'configured')));
+  t.true(existsSync(join(piped.networkRoot, '10-imp-cdr-management.network')));
 });
 
 test.serial('Ctrl-C and bad entries', async (t) => {

@@ -10,13 +10,13 @@
  */
 
 import { execFile } from 'node:child_process';
-import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 
 import { O550_FIXTURE, writeHardwareFixture } from './helpers/hw-fixture.js';
 import { ROOT } from './helpers/node.js';
@@ -37,35 +37,40 @@ async function processStatus(container: SystemdContainer, pid: string): Promise<
 
 const isRoot = process.getuid?.() === 0;
 
+/**
+ * Boots a container for the test, builds the package into its shared folder, starts snmpd there (the
+ * AgentX master the subagent registers with; the postinst restarts it with the package's snmpd.conf.d
+ * file) and installs the package with dpkg -i. The container is stopped when the test ends.
+ */
+async function bootWithPackage(t: ExecutionContext): Promise<{ container: SystemdContainer; deb: string }> {
+  const work = mkdtempSync(join(tmpdir(), 'imp-cdr-systemd-'));
+  t.teardown(() => rmSync(work, { recursive: true, force: true }));
+  // SystemdContainer.boot stops what it started when it fails. Teardowns run last in, first out, so the
+  // container stops before its folder is removed.
+  const container = await SystemdContainer.boot(work);
+  t.teardown(() => container.stop());
+
+  const built = await execFileAsync('bash', [join(ROOT, 'packaging', 'build-deb.sh'), container.shareDir], { timeout: 240_000, maxBuffer: 16 * 1024 * 1024 });
+  const deb = built.stdout.trim().split('\n').pop()!;
+  t.log(deb);
+  t.is((await container.run(['systemctl', 'start', 'snmpd.service'])).code, 0);
+  const installed = await container.run(['dpkg', '-i', `/mnt/host-share/${basename(deb)}`]);
+  t.is(installed.code, 0, installed.stdout + installed.stderr);
+  return { container, deb };
+}
+
 (isRoot ? test.serial : test.serial.skip)('the package runs under systemd as PID 1', async (t) => {
   t.timeout(420_000);
-  const work = mkdtempSync(join(tmpdir(), 'imp-cdr-systemd-'));
-  let container: SystemdContainer | undefined;
-  t.teardown(async () => {
-    await container?.stop();
-    rmSync(work, { recursive: true, force: true });
-  });
-
-  container = await SystemdContainer.boot(work);
-  const built = await execFileAsync('bash', [join(ROOT, 'packaging', 'build-deb.sh'), container.shareDir], { timeout: 240_000, maxBuffer: 16 * 1024 * 1024 });
-  t.log(built.stdout.trim());
-  const deb = readdirSync(container.shareDir).find((name) => name.endsWith('.deb'));
-  t.truthy(deb, 'build-deb.sh wrote no package');
-
-  // snmpd is the AgentX master the subagent registers with; the postinst restarts it with the
-  // package's snmpd.conf.d file.
-  t.is((await container.run(['systemctl', 'start', 'snmpd.service'])).code, 0);
-  const installed = await container.run(['dpkg', '-i', `/mnt/host-share/${deb}`]);
-  t.is(installed.code, 0, installed.stdout + installed.stderr);
+  const { container } = await bootWithPackage(t);
 
   // Type=notify: `active` means the daemon sent READY=1.
   for (const unit of SERVICES) {
     const state = await container.waitFor(
       `${unit} to become active`,
       async () => {
-        const properties = await container!.show(unit, ['ActiveState', 'SubState', 'Result']);
+        const properties = await container.show(unit, ['ActiveState', 'SubState', 'Result']);
         if (properties['ActiveState'] === 'failed') {
-          const journal = await container!.run(['journalctl', '--no-pager', '-n', '30', '-u', unit]);
+          const journal = await container.run(['journalctl', '--no-pager', '-n', '30', '-u', unit]);
           t.fail(`${unit} failed: ${journal.stdout}`);
           return properties;
         }
@@ -107,7 +112,7 @@ const isRoot = process.getuid?.() === 0;
   const laterPing = await container.waitFor(
     'a later watchdog ping',
     async () => {
-      const ping = Number((await container!.show('imp-cdr-repository.service', ['WatchdogTimestampMonotonic']))['WatchdogTimestampMonotonic']);
+      const ping = Number((await container.show('imp-cdr-repository.service', ['WatchdogTimestampMonotonic']))['WatchdogTimestampMonotonic']);
       return ping > firstPing ? ping : undefined;
     },
     40_000,
@@ -119,7 +124,7 @@ const isRoot = process.getuid?.() === 0;
   const restarted = await container.waitFor(
     'the repository to restart after SIGKILL',
     async () => {
-      const properties = await container!.show('imp-cdr-repository.service', ['ActiveState', 'MainPID', 'NRestarts']);
+      const properties = await container.show('imp-cdr-repository.service', ['ActiveState', 'MainPID', 'NRestarts']);
       return properties['ActiveState'] === 'active' && properties['NRestarts'] === '1' ? properties : undefined;
     },
     60_000,
@@ -143,7 +148,7 @@ const isRoot = process.getuid?.() === 0;
   const afterWatchdog = await container.waitFor(
     'systemd to restart the frozen repository',
     async () => {
-      const properties = await container!.show('imp-cdr-repository.service', ['ActiveState', 'MainPID', 'NRestarts']);
+      const properties = await container.show('imp-cdr-repository.service', ['ActiveState', 'MainPID', 'NRestarts']);
       return properties['ActiveState'] === 'active' && properties['MainPID'] !== beforeStop['MainPID'] && properties['MainPID'] !== '0' ? properties : undefined;
     },
     60_000,
@@ -172,7 +177,7 @@ const isRoot = process.getuid?.() === 0;
   for (const unit of SERVICES) {
     // systemctl returns once the target's own stop job is done; the units' stop jobs may still run.
     const stopped = await container.waitFor(`${unit} to stop`, async () => {
-      const properties = await container!.show(unit, ['ActiveState', 'Result', 'ExecMainStatus']);
+      const properties = await container.show(unit, ['ActiveState', 'Result', 'ExecMainStatus']);
       return properties['ActiveState'] === 'inactive' || properties['ActiveState'] === 'failed' ? properties : undefined;
     });
     t.is(stopped['ActiveState'], 'inactive', unit);
@@ -204,17 +209,8 @@ async function repack(deb: string, version: string, out: string, breakRepository
 
 (isRoot ? test.serial : test.serial.skip)('firmware apply commits or rolls back under systemd', async (t) => {
   t.timeout(600_000);
-  const work = mkdtempSync(join(tmpdir(), 'imp-cdr-systemd-'));
-  let container: SystemdContainer | undefined;
-  t.teardown(async () => {
-    await container?.stop();
-    rmSync(work, { recursive: true, force: true });
-  });
-
-  container = await SystemdContainer.boot(work);
+  const { container, deb } = await bootWithPackage(t);
   const share = container.shareDir;
-  const built = await execFileAsync('bash', [join(ROOT, 'packaging', 'build-deb.sh'), share], { timeout: 240_000, maxBuffer: 16 * 1024 * 1024 });
-  const deb = built.stdout.trim().split('\n').pop()!;
   const cdrctlOnHost = ['node', join(ROOT, 'dist', 'services', 'cdrctl', 'main.js')];
   await execFileAsync(cdrctlOnHost[0]!, [...cdrctlOnHost.slice(1), 'firmware', 'keygen', '--out', join(share, 'keys')]);
   for (const [version, broken] of [['0.2.0', false], ['0.3.0', true]] as const) {
@@ -223,18 +219,14 @@ async function repack(deb: string, version: string, out: string, breakRepository
     await repack(deb, version, repacked, broken);
     await execFileAsync(cdrctlOnHost[0]!, [...cdrctlOnHost.slice(1), 'firmware', 'build', '--deb', repacked, '--key', join(share, 'keys', 'signing-key.pem'), '--out', join(share, `${version}.bundle`)]);
   }
-
-  t.is((await container.run(['systemctl', 'start', 'snmpd.service'])).code, 0);
-  const installed = await container.run(['dpkg', '-i', `/mnt/host-share/${basename(deb)}`]);
-  t.is(installed.code, 0, installed.stderr);
   await container.run(['sh', '-c', `printf 'firmware:\\n  readyTimeoutMs: 30000\\n' >> /etc/imp-cdr/cdr.yaml`]);
   const activeRepository = () =>
-    container!.waitFor('the repository to become active', async () => ((await container!.show('imp-cdr-repository.service', ['ActiveState']))['ActiveState'] === 'active' ? true : undefined), 120_000);
+    container.waitFor('the repository to become active', async () => ((await container.show('imp-cdr-repository.service', ['ActiveState']))['ActiveState'] === 'active' ? true : undefined), 120_000);
   await activeRepository();
 
   const apply = (version: string) =>
-    container!.run(['cdrctl', 'firmware', 'apply', `/mnt/host-share/${version}.bundle`, '--public-key', '/mnt/host-share/keys/release-key.pem', '--allow-unsupported'], 300_000);
-  const installedVersion = async () => (await container!.run(['dpkg-query', '-W', '-f', '${Version}', 'imp-cdr'])).stdout.trim();
+    container.run(['cdrctl', 'firmware', 'apply', `/mnt/host-share/${version}.bundle`, '--public-key', '/mnt/host-share/keys/release-key.pem', '--allow-unsupported'], 300_000);
+  const installedVersion = async () => (await container.run(['dpkg-query', '-W', '-f', '${Version}', 'imp-cdr'])).stdout.trim();
 
   // A good bundle is installed, every unit reports ready, and the version is committed.
   const good = await apply('0.2.0');
@@ -260,25 +252,13 @@ async function repack(deb: string, version: string, out: string, breakRepository
 
 (isRoot ? test.serial : test.serial.skip)('factory reset under systemd', async (t) => {
   t.timeout(420_000);
-  const work = mkdtempSync(join(tmpdir(), 'imp-cdr-systemd-'));
   const hwRoot = writeHardwareFixture(O550_FIXTURE);
-  let container: SystemdContainer | undefined;
-  t.teardown(async () => {
-    await container?.stop();
-    rmSync(work, { recursive: true, force: true });
-    rmSync(hwRoot, { recursive: true, force: true });
-  });
-
-  container = await SystemdContainer.boot(work);
-  const built = await execFileAsync('bash', [join(ROOT, 'packaging', 'build-deb.sh'), container.shareDir], { timeout: 240_000, maxBuffer: 16 * 1024 * 1024 });
-  const deb = basename(built.stdout.trim().split('\n').pop()!);
-  // The console checks the hardware; the container sees this machine's, so it gets an O550 fixture.
+  t.teardown(() => rmSync(hwRoot, { recursive: true, force: true }));
+  const { container } = await bootWithPackage(t);
+  // The console checks the hardware; the container has this machine's, so it gets an O550 fixture.
   cpSync(hwRoot, join(container.shareDir, 'hw'), { recursive: true });
 
-  t.is((await container.run(['systemctl', 'start', 'snmpd.service'])).code, 0);
-  const installed = await container.run(['dpkg', '-i', `/mnt/host-share/${deb}`]);
-  t.is(installed.code, 0, installed.stderr);
-  const nodeId = async () => /node (\S+) /.exec((await container!.run(['cdrctl', 'status'])).stdout)?.[1];
+  const nodeId = async () => /node (\S+) /.exec((await container.run(['cdrctl', 'status'])).stdout)?.[1];
   const firstNodeId = await container.waitFor('the repository to answer cdrctl status', nodeId, 120_000);
   await container.run(['sh', '-c', `printf 'firmware:\\n  readyTimeoutMs: 30000\\n' >> /etc/imp-cdr/cdr.yaml`]);
 
