@@ -202,14 +202,18 @@ class ConsoleSession {
       await this.#showHeader();
       this.#print(MENU.join('\n'));
       const choice = await this.#ask('Choice: ');
-      if (choice === undefined || choice === '0') {
+      if (choice === '0') {
         return 'left';
+      }
+      if (choice === undefined) {
+        break;
       }
       await this.#dispatch(choice);
       if (this.#endedBy) {
         return this.#endedBy;
       }
     }
+    this.#print('Input ended; leaving the console.');
     return 'left';
   }
 

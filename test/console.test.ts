@@ -335,6 +335,13 @@ test.serial('piped input reaches the menu', async (t) => {
   t.false(result.stdout.includes('\u001b['), 'no cursor codes on piped output');
   t.true(existsSync(join(piped.dir, 'console', 'configured')));
   t.true(existsSync(join(piped.networkRoot, '10-imp-cdr-management.network')));
+  t.false(result.stdout.includes('Input ended'), 'choice 0 leaves without an input-ended notice');
+
+  // Input that ends inside a menu option leaves the console with a notice.
+  const cut = await piped.run('1\nservice\n');
+  t.is(cut.code, 0, cut.stdout);
+  t.regex(cut.stdout, /Role \(management, replication, service\):/);
+  t.true(cut.stdout.trimEnd().endsWith('Input ended; leaving the console.'), cut.stdout);
 });
 
 test.serial('Ctrl-C and bad entries', async (t) => {
