@@ -1,4 +1,4 @@
-"""Starts imp-cdr-console@ on a new pseudo-terminal under systemd and answers its first-boot wizard.
+"""Starts imp-cdr-console@ on a new pseudo-terminal under systemd and completes its first-boot wizard.
 
 Prints the instance name on its first line, then everything the console wrote, then the unit's state
 on a line starting with `unit state:`, and stops the unit. Exits non-zero when an expected text does not
@@ -30,7 +30,7 @@ def wait_for(text, count=1, timeout=60):
             try:
                 screen += os.read(master, 65536)
             except OSError:
-                # Between two console processes nobody holds the terminal open.
+                # Between two console processes no process has the terminal open.
                 time.sleep(0.1)
         if screen.count(text) >= count:
             return
@@ -55,7 +55,7 @@ wait_for(b'Choice:')
 answer('0')
 wait_for(b'Choice:', 2)
 sys.stdout.write(screen.decode('utf-8', 'replace'))
-# Read while this script still holds the terminal: once it exits, the console sees a hangup and restarts.
+# Read while this script keeps the terminal open: once it exits, the console gets a hangup and restarts.
 state = subprocess.check_output(['systemctl', 'show', instance, '--property=ActiveState,NRestarts,TTYPath'], text=True)
 print('\nunit state:', ' '.join(state.split()))
 subprocess.check_call(['systemctl', 'stop', instance])
