@@ -24,6 +24,10 @@ test('usage errors print one problem', async (t) => {
       ['cdrctl: firmware verify needs exactly one BUNDLE, got 0 (ERR_CLI_USAGE)', 'usage: cdrctl firmware verify BUNDLE [--public-key PEM]', hint('firmware')],
     ],
     [
+      ['audit', '--limit', '0'],
+      ['cdrctl: --limit takes a whole number from 1 to 1000, got 0 (ERR_CLI_USAGE)', 'usage: cdrctl audit [--limit N] [--json]', hint('audit')],
+    ],
+    [
       ['status', '--jsn'],
       [
         "cdrctl: Unknown option '--jsn' (ERR_PARSE_ARGS_UNKNOWN_OPTION)",

@@ -141,11 +141,27 @@ async function refresh(node: TestNode): Promise<void> {
   }
 }
 
+interface ConflictAudit {
+  at?: string;
+  kind: string;
+  key: string;
+  kept: { sha256?: string };
+  discarded: { sha256?: string };
+  peer: string;
+}
+
+/** Returns the node's audit entries, as `cdrctl audit --json` lists them. */
+async function conflictAudits(node: TestNode): Promise<ConflictAudit[]> {
+  const result = await cdrctl(node, ['audit', '--json']);
+  if (result.code !== 0) {
+    throw new Error(`cdrctl audit failed: ${result.stderr}`);
+  }
+  return JSON.parse(result.stdout) as ConflictAudit[];
+}
+
 /** Returns the `audit` objects of the node's `replication conflict` warnings so far. */
-function conflictAudits(node: TestNode): { kind: string; kept: { sha256?: string }; discarded: { sha256?: string }; peer: string }[] {
-  return node.output
-    .filter((line) => line.includes('replication conflict'))
-    .map((line) => (JSON.parse(line) as { audit: { kind: string; kept: { sha256?: string }; discarded: { sha256?: string }; peer: string } }).audit);
+function loggedConflicts(node: TestNode): ConflictAudit[] {
+  return node.output.filter((line) => line.includes('replication conflict')).map((line) => (JSON.parse(line) as { audit: ConflictAudit }).audit);
 }
 
 /** Polls until `check` returns true or `timeoutMs` passes, and returns the last result. */
@@ -216,19 +232,25 @@ test('feed conflict across a cut converges', async (t) => {
       t.false(await listed(node, ONLY_BASE), `${ONLY_BASE} not listed on ${node === a ? 'node-a' : 'node-b'}`);
     }
 
-    // node-b kept its later local version against node-a's, so node-b records the conflict. The
-    // audit entry itself cannot be read through the control socket or cdrctl, but the warning that
-    // the store logs beside it carries the same object.
+    // node-b kept its later local version against node-a's, so node-b records the conflict in its
+    // audit entries (cdrctl audit) and logs a warning with the same object.
     t.true(
-      await eventually(async () => conflictAudits(b).some((audit) => audit.kind === 'feed-version-conflict')),
-      'node-b logs a feed-version-conflict',
+      await eventually(async () => (await conflictAudits(b)).some((audit) => audit.kind === 'feed-version-conflict')),
+      'node-b records a feed-version-conflict',
     );
-    const audit = conflictAudits(b).find((entry) => entry.kind === 'feed-version-conflict')!;
+    const audit = (await conflictAudits(b)).find((entry) => entry.kind === 'feed-version-conflict')!;
+    t.is(audit.key, `f/v/${FEED_ID}`);
     t.is(audit.kept.sha256, sha256(WINNING_DROP));
     t.is(audit.discarded.sha256, sha256(LOSING_DROP));
     t.is(audit.peer, 'node-a');
+    // The warning logged beside the entry carries the same object, with the key's raw separators.
+    const recorded: ConflictAudit = { ...audit, key: audit.key.replaceAll('/', '\u0000') };
+    delete recorded.at;
+    t.deepEqual(loggedConflicts(b).find((entry) => entry.kind === 'feed-version-conflict'), recorded);
     // node-a received a later version, which is no conflict on its side.
-    t.false(conflictAudits(a).some((entry) => entry.kind === 'feed-version-conflict'), 'node-a logs no feed-version-conflict');
+    t.false((await conflictAudits(a)).some((entry) => entry.kind === 'feed-version-conflict'), 'node-a records no feed-version-conflict');
+    const text = await cdrctl(b, ['audit']);
+    t.regex(text.stdout, new RegExp(`^\\d{4}-\\d{2}-\\d{2}T[0-9:.]+Z feed-version-conflict f/v/${FEED_ID} \\(peer node-a\\)\n {2}kept: {6}\\{`, 'm'));
 
     // NOTE: neither cdrctl nor the control socket lists stored feed chunks, so this test cannot
     // check that the chunks of the losing version were deleted.

@@ -35,7 +35,14 @@ export interface ControlContext {
   feeds: FeedManager;
   feedDefaults: CdrConfig['feeds'];
   dnsblStatus: () => impcdr.v1.IDnsblStatus;
+  /** The newest `limit` audit entries, oldest first. */
+  auditEntries: (limit: number) => Promise<{ atMs: number; entry: unknown }[]>;
 }
+
+/** Entries `cdrctl audit` gets when it asks for no number. */
+const DEFAULT_AUDIT_ENTRIES = 100;
+/** Longest kept or discarded value sent, in characters of JSON, so that 100 entries fit in one frame. */
+const MAX_AUDIT_VALUE_CHARS = 8192;
 
 export class ControlServer {
   readonly #server: FramedSocketServer<impcdr.v1.ControlRequest, impcdr.v1.IControlResponse>;
@@ -172,6 +179,12 @@ export class ControlServer {
       case 'dnsblStatus':
         return { dnsblStatus: this.#context.dnsblStatus() };
 
+      case 'audit': {
+        const limit = Math.min(request.audit?.limit || DEFAULT_AUDIT_ENTRIES, DEFAULT_AUDIT_ENTRIES * 10);
+        const entries = await this.#context.auditEntries(limit);
+        return { audit: { entries: entries.map(({ atMs, entry }) => auditToWire(atMs, entry)) } };
+      }
+
       default:
         throw new CdrError('ERR_PROTO_UNKNOWN_MESSAGE_TYPE', 'control request has no body this repository knows');
     }
@@ -180,4 +193,14 @@ export class ControlServer {
   #feedList(feeds: FeedView[]): impcdr.v1.IFeedList {
     return { feeds: feeds.map(feedToWire), nodeId: this.#context.feeds.nodeId };
   }
+}
+
+/** Converts a stored audit entry; values longer than MAX_AUDIT_VALUE_CHARS are cut and marked. */
+function auditToWire(atMs: number, entry: unknown): impcdr.v1.IAuditEntry {
+  const { kind, key, peer, kept, discarded } = entry as { kind?: string; key?: string; peer?: string; kept?: unknown; discarded?: unknown };
+  const json = (value: unknown) => {
+    const text = JSON.stringify(value) ?? 'null';
+    return text.length > MAX_AUDIT_VALUE_CHARS ? `${text.slice(0, MAX_AUDIT_VALUE_CHARS)}...(${text.length} characters)` : text;
+  };
+  return { atMs, kind: kind ?? '', key: (key ?? '').replaceAll('\u0000', '/'), peer: peer ?? '', keptJson: json(kept), discardedJson: json(discarded) };
 }

@@ -165,6 +165,7 @@ export class Repository {
         feeds: this.#external.feeds,
         feedDefaults: config.feeds,
         dnsblStatus: () => this.#external!.dnsblStatus(),
+        auditEntries: (limit) => store.recentAuditEntries(limit),
       },
       log,
     );

@@ -643,6 +643,15 @@ export class IndexStore {
     return entries;
   }
 
+  /** The newest `limit` audit entries with the time each was recorded, oldest first. */
+  async recentAuditEntries(limit: number): Promise<{ atMs: number; entry: unknown }[]> {
+    const entries: { atMs: number; entry: unknown }[] = [];
+    for await (const [key, value] of this.#db.iterator({ gte: `a${SEP}`, lt: `a${SEP}${END}`, reverse: true, limit })) {
+      entries.push({ atMs: parseInt(key.slice(2, key.indexOf(SEP, 2)), 16), entry: value });
+    }
+    return entries.reverse();
+  }
+
   /** Returns the feed record at `key` (a key under the `f` prefix, see the layout above). */
   async getFeedRecord(key: string): Promise<unknown> {
     return this.#db.get(`f${SEP}${key}`);

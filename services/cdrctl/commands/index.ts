@@ -3,6 +3,7 @@
  */
 
 import type { Command } from '../command.js';
+import { auditCommand } from './audit.js';
 import { clientCommand } from './client.js';
 import { consoleCommand } from './console.js';
 import { firmwareCommand } from './firmware.js';
@@ -21,6 +22,7 @@ export const COMMANDS: readonly Command[] = [
   policyCommand,
   pairCommand,
   unpairCommand,
+  auditCommand,
   hwCommand,
   firmwareCommand,
   consoleCommand,
