@@ -1,13 +1,13 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 
 import test from 'ava';
 
-import { ControlClient } from '../modules/protocol/control-client.js';
 import type { impcdr } from '../modules/protocol/generated/messages.js';
+import { startFeedServer } from './helpers/feed-server.js';
 import { cdrctl, removeNode, SHARED_DATA, startNode, type TestNode } from './helpers/node.js';
+import { pairNodes, withControl } from './helpers/peers.js';
 import { CuttableProxy } from './helpers/proxy.js';
 
 const HISTORY = join(SHARED_DATA, 'ip', 'spamhaus-drop', 'secops-mirror', 'history');
@@ -35,24 +35,8 @@ interface Pair {
   toB: CuttableProxy;
 }
 
-interface FeedServer {
-  server: Server;
-  url: string;
-  /** The body and ETag of the next response. Each test step sets a new ETag, so every fetch gets a 200. */
-  state: { body: Buffer; etag: string; requests: number };
-}
-
 function sha256(bytes: Buffer): string {
   return createHash('sha256').update(bytes).digest('hex');
-}
-
-async function control<T>(node: TestNode, action: (client: ControlClient) => Promise<T>): Promise<T> {
-  const client = await ControlClient.connect(node.socketPath);
-  try {
-    return await action(client);
-  } finally {
-    client.close();
-  }
 }
 
 /** Starts node-a and node-b, each storing the other as its peer at the port of a proxy. */
@@ -64,19 +48,7 @@ async function startPair(): Promise<Pair> {
   await toA.listen();
   await toB.listen();
 
-  const identityA = (await control(a, (client) => client.call({ identity: {} }))).identity!;
-  const identityB = (await control(b, (client) => client.call({ identity: {} }))).identity!;
-  const record = (identity: impcdr.v1.IReplicationIdentity, proxy: CuttableProxy): impcdr.v1.IPeerRecord => ({
-    nodeId: identity.nodeId,
-    host: '127.0.0.1',
-    replicationPort: proxy.port,
-    certificatePem: identity.certificatePem,
-    impHost: identity.impHost,
-    impPort: identity.impPort,
-    impCaPem: identity.impCaPem,
-  });
-  await control(a, (client) => client.call({ peerSet: { peer: record(identityB, toB) } }));
-  await control(b, (client) => client.call({ peerSet: { peer: record(identityA, toA) } }));
+  await pairNodes(a, b, { toA: toA.port, toB: toB.port });
   return { a, b, toA, toB };
 }
 
@@ -89,31 +61,9 @@ async function stopPair({ a, b, toA, toB }: Pair): Promise<void> {
   }
 }
 
-/** Starts an HTTP server on 127.0.0.1 that serves `state.body` with `state.etag` and counts requests. */
-async function startFeedServer(): Promise<FeedServer> {
-  const state = { body: BASE_DROP, etag: '"2018"', requests: 0 };
-  const server = createServer((request, response) => {
-    state.requests += 1;
-    if (request.headers['if-none-match'] === state.etag) {
-      response.writeHead(304);
-      response.end();
-      return;
-    }
-    response.writeHead(200, { etag: state.etag, 'content-length': String(state.body.length) });
-    response.end(state.body);
-  });
-  await new Promise<void>((resolveListen) => server.listen(0, '127.0.0.1', () => resolveListen()));
-  return { server, url: `http://127.0.0.1:${(server.address() as { port: number }).port}/drop.txt`, state };
-}
-
-function closeServer(server: Server): void {
-  server.closeAllConnections();
-  server.close();
-}
-
 /** Returns the feed as the node's control socket reports it, which unlike `cdrctl feeds status` includes the SHA-256. */
 async function feedInfo(node: TestNode): Promise<impcdr.v1.IFeedInfo> {
-  const list = (await control(node, (client) => client.call({ feedStatus: { id: FEED_ID } }))).feeds!;
+  const list = (await withControl(node, (client) => client.call({ feedStatus: { id: FEED_ID } }))).feeds!;
   return list.feeds![0]!;
 }
 
@@ -177,7 +127,8 @@ async function eventually(check: () => Promise<boolean>, timeoutMs = 30_000): Pr
 test('feed conflict across a cut converges', async (t) => {
   t.timeout(180_000);
   const nodes = await startPair();
-  const { server, url, state } = await startFeedServer();
+  const feedServer = await startFeedServer(BASE_DROP, '"2018"');
+  const { url, state } = feedServer;
   try {
     const { a, b, toA, toB } = nodes;
 
@@ -256,7 +207,7 @@ test('feed conflict across a cut converges', async (t) => {
     // check that the chunks of the losing version were deleted.
     t.is(state.requests, 3, 'replication brought the version to node-a without a fetch');
   } finally {
-    closeServer(server);
+    feedServer.close();
     await stopPair(nodes);
   }
 });

@@ -1,13 +1,13 @@
 import { readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 
 import test from 'ava';
 
-import { ControlClient } from '../modules/protocol/control-client.js';
 import { parseDmarcReport } from '../services/repository/feeds/dmarc.js';
 import { preferredNode } from '../services/repository/feeds/refresh-schedule.js';
+import { startFeedServer } from './helpers/feed-server.js';
 import { cdrctl, removeNode, SHARED_DATA, startNode, type TestNode } from './helpers/node.js';
+import { pairNodes } from './helpers/peers.js';
 
 const HISTORY = join(SHARED_DATA, 'ip', 'spamhaus-drop', 'secops-mirror', 'history');
 /** Two DROP lists: 101.192.0.0/14 is only in the older one, 103.13.140.0/22 only in the newer one. */
@@ -27,15 +27,6 @@ interface Pair {
   b: TestNode;
 }
 
-async function control<T>(node: TestNode, action: (client: ControlClient) => Promise<T>): Promise<T> {
-  const client = await ControlClient.connect(node.socketPath);
-  try {
-    return await action(client);
-  } finally {
-    client.close();
-  }
-}
-
 /** Starts node-a and node-b, unpaired until `pair` pairs them. */
 async function startNodes(): Promise<Pair> {
   const a = await startNode({ extraConfig: ['node:', '  id: node-a', ...FEED_SETTINGS].join('\n') });
@@ -44,17 +35,8 @@ async function startNodes(): Promise<Pair> {
 }
 
 /** Stores each node as the other's peer, replicating directly over loopback. */
-async function pair({ a, b }: Pair): Promise<void> {
-  const identityA = (await control(a, (client) => client.call({ identity: {} }))).identity!;
-  const identityB = (await control(b, (client) => client.call({ identity: {} }))).identity!;
-  for (const [node, identity, port] of [
-    [a, identityB, b.replicationPort],
-    [b, identityA, a.replicationPort],
-  ] as const) {
-    await control(node, (client) =>
-      client.call({ peerSet: { peer: { nodeId: identity.nodeId, host: '127.0.0.1', replicationPort: port, certificatePem: identity.certificatePem, impHost: identity.impHost, impPort: identity.impPort, impCaPem: identity.impCaPem } } }),
-    );
-  }
+function pair({ a, b }: Pair): Promise<void> {
+  return pairNodes(a, b);
 }
 
 async function stopNodes({ a, b }: Pair): Promise<void> {
@@ -62,29 +44,6 @@ async function stopNodes({ a, b }: Pair): Promise<void> {
     await node.stop();
     removeNode(node);
   }
-}
-
-/** Starts an HTTP server on 127.0.0.1 that serves `state.body` with `state.etag` and counts requests. */
-async function startFeedServer(): Promise<{ server: Server; url: string; state: { body: Buffer; etag: string; requests: number; conditional: number } }> {
-  const state = { body: OLD_DROP, etag: '"2021"', requests: 0, conditional: 0 };
-  const server = createServer((request, response) => {
-    state.requests += 1;
-    if (request.headers['if-none-match'] === state.etag) {
-      state.conditional += 1;
-      response.writeHead(304);
-      response.end();
-      return;
-    }
-    response.writeHead(200, { etag: state.etag, 'content-length': String(state.body.length) });
-    response.end(state.body);
-  });
-  await new Promise<void>((resolveListen) => server.listen(0, '127.0.0.1', () => resolveListen()));
-  return { server, url: `http://127.0.0.1:${(server.address() as { port: number }).port}/drop.txt`, state };
-}
-
-function closeServer(server: Server): void {
-  server.closeAllConnections();
-  server.close();
 }
 
 /** Returns a feed id whose preferred node is `preferred`. */
@@ -128,7 +87,8 @@ async function eventually(check: () => Promise<boolean>, timeoutMs = 20_000): Pr
 test('one fetch per interval across the pair', async (t) => {
   t.timeout(180_000);
   const nodes = await startNodes();
-  const { server, url, state } = await startFeedServer();
+  const feedServer = await startFeedServer(OLD_DROP, '"2021"');
+  const { url, state } = feedServer;
   try {
     const { a, b } = nodes;
     const id = feedIdPreferring('node-b', 'drop');
@@ -175,7 +135,7 @@ test('one fetch per interval across the pair', async (t) => {
     t.true(await eventually(async () => /^1,/.test(field(await status(b, id), 'version'))), 'node-b has the feed again');
     t.true(await listedBy(b, '103.13.140.1', id));
   } finally {
-    closeServer(server);
+    feedServer.close();
     await stopNodes(nodes);
   }
 });
@@ -183,7 +143,8 @@ test('one fetch per interval across the pair', async (t) => {
 test('other node fetches when preferred is down', async (t) => {
   t.timeout(180_000);
   const nodes = await startNodes();
-  const { server, url, state } = await startFeedServer();
+  const feedServer = await startFeedServer(OLD_DROP, '"2021"');
+  const { url, state } = feedServer;
   try {
     const { a, b } = nodes;
     await pair(nodes);
@@ -217,7 +178,7 @@ test('other node fetches when preferred is down', async (t) => {
     t.regex(field(await status(a, id), 'version'), /^2,/);
     t.is(state.requests, 2);
   } finally {
-    closeServer(server);
+    feedServer.close();
     await stopNodes(nodes);
   }
 });

@@ -4,10 +4,9 @@ import test from 'ava';
 
 import { ImpProtocolClient } from '../modules/protocol/client.js';
 import { kindToWire, verdictFromWire } from '../modules/protocol/constants.js';
-import { ControlClient } from '../modules/protocol/control-client.js';
-import type { impcdr } from '../modules/protocol/generated/messages.js';
 import { createSelfSignedCertificate } from '../services/repository/tls-material.js';
 import { cdrctl, connectReady, enroll, removeNode, restartNode, startNode, type ClientBundle, type TestNode } from './helpers/node.js';
+import { pairNodes, withControl } from './helpers/peers.js';
 import { CuttableProxy } from './helpers/proxy.js';
 
 /** Two nodes that reach each other only through proxies the test controls. */
@@ -18,30 +17,9 @@ interface Pair {
   toB: CuttableProxy;
 }
 
-async function control<T>(node: TestNode, action: (client: ControlClient) => Promise<T>): Promise<T> {
-  const client = await ControlClient.connect(node.socketPath);
-  try {
-    return await action(client);
-  } finally {
-    client.close();
-  }
-}
-
 /** Stores each node's identity as the other's peer, with replication through the proxies. */
-async function pair(a: TestNode, b: TestNode, toA: CuttableProxy, toB: CuttableProxy): Promise<void> {
-  const identityA = (await control(a, (client) => client.call({ identity: {} }))).identity!;
-  const identityB = (await control(b, (client) => client.call({ identity: {} }))).identity!;
-  const record = (identity: impcdr.v1.IReplicationIdentity, proxy: CuttableProxy): impcdr.v1.IPeerRecord => ({
-    nodeId: identity.nodeId,
-    host: '127.0.0.1',
-    replicationPort: proxy.port,
-    certificatePem: identity.certificatePem,
-    impHost: identity.impHost,
-    impPort: identity.impPort,
-    impCaPem: identity.impCaPem,
-  });
-  await control(a, (client) => client.call({ peerSet: { peer: record(identityB, toB) } }));
-  await control(b, (client) => client.call({ peerSet: { peer: record(identityA, toA) } }));
+function pair(a: TestNode, b: TestNode, toA: CuttableProxy, toB: CuttableProxy): Promise<void> {
+  return pairNodes(a, b, { toA: toA.port, toB: toB.port });
 }
 
 async function startPair(): Promise<Pair> {
@@ -131,7 +109,7 @@ test.serial('observation on one node appears on the other', async (t) => {
     t.regex(status.replication.peer?.nodeId ?? '', /^node-[0-9a-f]{8}$/);
     t.true(status.replication.entriesApplied >= 1);
 
-    const pairStatus = (await control(nodes.b, (client) => client.call({ pairStatus: {} }))).pairStatus!;
+    const pairStatus = (await withControl(nodes.b, (client) => client.call({ pairStatus: {} }))).pairStatus!;
     t.is(pairStatus.replicationState, 'tailing');
     t.true(Number(pairStatus.lastContactMs) > 0);
     await clientA.close();
@@ -165,7 +143,7 @@ test.serial('IMP enrolled on one node fails over to the other', async (t) => {
     await again.close();
 
     // After unpairing, B no longer accepts certificates of A's CA.
-    await control(nodes.b, (client) => client.call({ peerClear: {} }));
+    await withControl(nodes.b, (client) => client.call({ peerClear: {} }));
     await t.throwsAsync(async () => {
       const stranger = await ImpProtocolClient.connect({ host: peer.host!, port: peer.port!, ...bundle });
       await stranger.hello({ impId: 'imp-failover', clusterId: 'c', model: 'M300', oosVersion: '2.6', moduleVersion: '1' });
@@ -369,14 +347,14 @@ test.serial('peer with the wrong certificate gets nothing', async (t) => {
   const a = await startNode();
   const b = await startNode();
   try {
-    const identityA = (await control(a, (client) => client.call({ identity: {} }))).identity!;
-    const identityB = (await control(b, (client) => client.call({ identity: {} }))).identity!;
+    const identityA = (await withControl(a, (client) => client.call({ identity: {} }))).identity!;
+    const identityB = (await withControl(b, (client) => client.call({ identity: {} }))).identity!;
     // B pins a certificate issued to A's node id but with another key, so A's pulls are refused.
     const impostor = await createSelfSignedCertificate(identityA.nodeId!, 1);
-    await control(a, (client) =>
+    await withControl(a, (client) =>
       client.call({ peerSet: { peer: { nodeId: identityB.nodeId, host: '127.0.0.1', replicationPort: b.replicationPort, certificatePem: identityB.certificatePem } } }),
     );
-    await control(b, (client) =>
+    await withControl(b, (client) =>
       client.call({ peerSet: { peer: { nodeId: identityA.nodeId, host: '127.0.0.1', replicationPort: a.replicationPort, certificatePem: impostor.certificatePem } } }),
     );
 
@@ -388,7 +366,7 @@ test.serial('peer with the wrong certificate gets nothing', async (t) => {
     const impA = await enroll(a, 'imp-r10');
     const clientA = await connectReady(a, impA, 'imp-r10');
     t.is((await lookupMessages(clientA, ['198.18.9.9'])).get('198.18.9.9')!.messages, 0);
-    const stateA = (await control(a, (client) => client.call({ pairStatus: {} }))).pairStatus!;
+    const stateA = (await withControl(a, (client) => client.call({ pairStatus: {} }))).pairStatus!;
     t.not(stateA.replicationState, 'tailing');
     t.true(b.output.some((line) => line.includes('not the pinned peer') || line.includes('replication TLS handshake failed')));
     await clientA.close();
@@ -404,10 +382,10 @@ test.serial('peer with the wrong certificate gets nothing', async (t) => {
 test.serial('peer record is checked before it is stored', async (t) => {
   const node = await startNode();
   try {
-    const error = await t.throwsAsync(control(node, (client) => client.call({ peerSet: { peer: { nodeId: 'Bad Id', host: '', replicationPort: 70000 } } })));
+    const error = await t.throwsAsync(withControl(node, (client) => client.call({ peerSet: { peer: { nodeId: 'Bad Id', host: '', replicationPort: 70000 } } })));
     t.is((error as { code?: string }).code, 'ERR_PEER_INVALID');
     t.regex(error!.message, /nodeId, host, replicationPort, certificatePem/);
-    const status = (await control(node, (client) => client.call({ pairStatus: {} }))).pairStatus!;
+    const status = (await withControl(node, (client) => client.call({ pairStatus: {} }))).pairStatus!;
     t.is(status.replicationState, 'unpaired');
     t.falsy(status.peer);
   } finally {
