@@ -1,6 +1,6 @@
 /**
  * An HTTP feed source on 127.0.0.1 that the test controls: it serves `state.body` with `state.etag`,
- * answers 304 to a matching If-None-Match, and counts requests.
+ * responds 304 to a matching If-None-Match, and counts requests.
  */
 
 import { createServer, type Server } from 'node:http';
@@ -10,7 +10,7 @@ export interface FeedServerState {
   etag: string;
   /** Every request received. */
   requests: number;
-  /** Requests answered 304. */
+  /** Requests that got a 304 response. */
   conditional: number;
 }
 
