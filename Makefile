@@ -7,7 +7,7 @@ GENERATED := $(PROTO_DIR)/generated
 PROTO_FILES := $(PROTO_DIR)/imp.proto $(PROTO_DIR)/control.proto $(PROTO_DIR)/replication.proto $(PROTO_DIR)/pairing.proto
 TS_SOURCES := $(shell find services modules hw firmware test bench -name '*.ts' -not -path '*/generated/*' 2>/dev/null)
 
-.PHONY: all build run run-pairing test lint bench bench-replication bench-snmp bench-imp-client bench-dns mib-lint package bundle clean proto
+.PHONY: all build run run-pairing test lint bench bench-replication bench-snmp bench-imp-client bench-keys bench-dns mib-lint package bundle clean proto
 
 all: build
 
@@ -66,6 +66,10 @@ mib-lint: node_modules/.package-lock.json
 # Bytes on the wire per reported session, aggregated against one Observe per session.
 bench-imp-client: build
 	$(NODE) dist/bench/imp-client-wire.js
+
+# IPv4 key normalisation against parsing with ipaddr.js, on the addresses make bench uses.
+bench-keys: build
+	$(NODE) dist/bench/keys.js
 
 # DNS front against rbldnsd, and the query-through cache with 8 IMPs (needs dnsperf and rbldnsd).
 bench-dns: build

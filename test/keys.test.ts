@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { domainToASCII } from 'node:url';
 
 import test from 'ava';
+import ipaddr from 'ipaddr.js';
 
 import type { ObjectKindName } from '../modules/protocol/constants.js';
 import { CdrError } from '../services/common/errors.js';
@@ -96,6 +97,40 @@ for (const { kind, raw, expected } of valid) {
     t.deepEqual(normaliseKey(kind, raw), expected);
   });
 }
+
+test('canonical IPv4 keys match ipaddr.js', (t) => {
+  // Every combination of octets at the edges of the one-, two- and three-digit forms, compared with
+  // what ipaddr.js makes of the same text.
+  const octets = [0, 1, 9, 10, 99, 100, 199, 200, 249, 250, 255];
+  let compared = 0;
+  for (const a of octets) {
+    for (const b of octets) {
+      for (const c of octets) {
+        for (const d of octets) {
+          const text = `${a}.${b}.${c}.${d}`;
+          const parsed = ipaddr.IPv4.parse(text).octets;
+          const expected = { kind: 'ip', key: parsed.join('.'), parents: [{ kind: 'network', key: `${parsed.slice(0, 3).join('.')}.0/24` }] };
+          const actual = normaliseKey('ip', text);
+          if (JSON.stringify(actual) !== JSON.stringify(expected)) {
+            t.deepEqual(actual, expected, text);
+            return;
+          }
+          compared += 1;
+        }
+      }
+    }
+  }
+  t.is(compared, octets.length ** 4);
+});
+
+test('IPv4 spellings with leading zeros or spaces normalise alike', (t) => {
+  const canonical = normaliseKey('ip', '192.0.2.1');
+  for (const spelling of [' 192.0.2.1', '192.0.2.1 ', '[192.0.2.1]', '::ffff:192.0.2.1']) {
+    t.deepEqual(normaliseKey('ip', spelling), canonical, spelling);
+  }
+  t.truthy(keyError('ip', '256.0.2.1'));
+  t.truthy(keyError('ip', '192.0.2'));
+});
 
 /** Four labels of 63, 63, 63 and 57 characters with ".com": exactly 253 characters. */
 const DOMAIN_OF_253 = `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(57)}.com`;

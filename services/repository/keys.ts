@@ -58,7 +58,18 @@ export function normaliseKey(kind: ObjectKindName, raw: string): NormalisedKey {
   }
 }
 
+/** One decimal octet without leading zeros, 0 to 255. */
+const OCTET = '(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])';
+/** An IPv4 address already in canonical dotted-quad form. */
+const CANONICAL_IPV4 = new RegExp(`^${OCTET}\\.${OCTET}\\.${OCTET}\\.${OCTET}$`);
+
 function normaliseIp(raw: string): NormalisedKey {
+  // Most keys arrive as canonical dotted quads; they are their own normal form, and their /24 follows
+  // from the text. Parsing with ipaddr.js is the costliest step of a cached lookup.
+  const quad = CANONICAL_IPV4.exec(raw);
+  if (quad) {
+    return { kind: 'ip', key: raw, parents: [{ kind: 'network', key: `${quad[1]}.${quad[2]}.${quad[3]}.0/${IPV4_NETWORK_PREFIX}` }] };
+  }
   const address = parseAddress(raw, 'ip');
   const key = address.kind() === 'ipv4' ? address.toString() : (address as ipaddr.IPv6).toRFC5952String();
   return { kind: 'ip', key, parents: [{ kind: 'network', key: networkOf(address, maxPrefix(address)) }] };
