@@ -6,8 +6,8 @@ import test from 'ava';
 
 import type { impcdr } from '../modules/protocol/generated/messages.js';
 import { startFeedServer } from './helpers/feed-server.js';
-import { cdrctl, removeNode, SHARED_DATA, startNode, type TestNode } from './helpers/node.js';
-import { pairNodes, withControl } from './helpers/peers.js';
+import { cdrctl, removeNode, SHARED_DATA, type TestNode } from './helpers/node.js';
+import { pairNodes, startTwoNodes, withControl } from './helpers/peers.js';
 import { CuttableProxy } from './helpers/proxy.js';
 
 const HISTORY = join(SHARED_DATA, 'ip', 'spamhaus-drop', 'secops-mirror', 'history');
@@ -41,8 +41,7 @@ function sha256(bytes: Buffer): string {
 
 /** Starts node-a and node-b, each storing the other as its peer at the port of a proxy. */
 async function startPair(): Promise<Pair> {
-  const a = await startNode({ extraConfig: 'node:\n  id: node-a' });
-  const b = await startNode({ extraConfig: 'node:\n  id: node-b' });
+  const { a, b } = await startTwoNodes({ extraConfig: 'node:\n  id: node-a' }, { extraConfig: 'node:\n  id: node-b' });
   const toA = new CuttableProxy({ host: '127.0.0.1', port: a.replicationPort });
   const toB = new CuttableProxy({ host: '127.0.0.1', port: b.replicationPort });
   await toA.listen();

@@ -6,8 +6,8 @@ import test from 'ava';
 import { parseDmarcReport } from '../services/repository/feeds/dmarc.js';
 import { preferredNode } from '../services/repository/feeds/refresh-schedule.js';
 import { startFeedServer } from './helpers/feed-server.js';
-import { cdrctl, removeNode, SHARED_DATA, startNode, type TestNode } from './helpers/node.js';
-import { pairNodes } from './helpers/peers.js';
+import { cdrctl, removeNode, SHARED_DATA, type TestNode } from './helpers/node.js';
+import { pairNodes, startTwoNodes } from './helpers/peers.js';
 
 const HISTORY = join(SHARED_DATA, 'ip', 'spamhaus-drop', 'secops-mirror', 'history');
 /** Two DROP lists: 101.192.0.0/14 is only in the older one, 103.13.140.0/22 only in the newer one. */
@@ -29,9 +29,7 @@ interface Pair {
 
 /** Starts node-a and node-b, unpaired until `pair` pairs them. */
 async function startNodes(): Promise<Pair> {
-  const a = await startNode({ extraConfig: ['node:', '  id: node-a', ...FEED_SETTINGS].join('\n') });
-  const b = await startNode({ extraConfig: ['node:', '  id: node-b', ...FEED_SETTINGS].join('\n') });
-  return { a, b };
+  return startTwoNodes({ extraConfig: ['node:', '  id: node-a', ...FEED_SETTINGS].join('\n') }, { extraConfig: ['node:', '  id: node-b', ...FEED_SETTINGS].join('\n') });
 }
 
 /** Stores each node as the other's peer, replicating directly over loopback. */

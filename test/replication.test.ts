@@ -6,7 +6,7 @@ import { ImpProtocolClient } from '../modules/protocol/client.js';
 import { kindToWire, verdictFromWire } from '../modules/protocol/constants.js';
 import { createSelfSignedCertificate } from '../services/repository/tls-material.js';
 import { cdrctl, connectReady, enroll, removeNode, restartNode, startNode, type ClientBundle, type TestNode } from './helpers/node.js';
-import { pairNodes, withControl } from './helpers/peers.js';
+import { pairNodes, startTwoNodes, withControl } from './helpers/peers.js';
 import { CuttableProxy } from './helpers/proxy.js';
 
 /** Two nodes that reach each other only through proxies the test controls. */
@@ -23,8 +23,7 @@ function pair(a: TestNode, b: TestNode, toA: CuttableProxy, toB: CuttableProxy):
 }
 
 async function startPair(): Promise<Pair> {
-  const a = await startNode();
-  const b = await startNode();
+  const { a, b } = await startTwoNodes();
   const toA = new CuttableProxy({ host: '127.0.0.1', port: a.replicationPort });
   const toB = new CuttableProxy({ host: '127.0.0.1', port: b.replicationPort });
   await toA.listen();

@@ -4,7 +4,22 @@
  */
 
 import { ControlClient } from '../../modules/protocol/control-client.js';
-import type { TestNode } from './node.js';
+import { removeNode, startNode, type StartOptions, type TestNode } from './node.js';
+
+/**
+ * Starts two nodes. When the second fails to start, the first is stopped before the error is
+ * raised, because a repository left running keeps the test worker from exiting.
+ */
+export async function startTwoNodes(optionsA: StartOptions = {}, optionsB: StartOptions = {}): Promise<{ a: TestNode; b: TestNode }> {
+  const a = await startNode(optionsA);
+  try {
+    return { a, b: await startNode(optionsB) };
+  } catch (error) {
+    await a.stop();
+    removeNode(a);
+    throw error;
+  }
+}
 
 /** Runs `action` with a control connection to `node`, and closes it afterwards. */
 export async function withControl<T>(node: TestNode, action: (client: ControlClient) => Promise<T>): Promise<T> {

@@ -19,6 +19,11 @@ const MAX_EDNS_PAYLOAD_BYTES = 4096;
 /** A TCP connection with no complete query for this long is closed, in milliseconds. */
 const TCP_IDLE_MS = 10_000;
 const MAX_TCP_CONNECTIONS = 256;
+/**
+ * Tries with port 0. The UDP port the kernel picks may be taken for TCP by another socket, so the pair
+ * is picked again with a new UDP socket.
+ */
+const EPHEMERAL_PORT_ATTEMPTS = 20;
 
 /** Query and answer counts since start. */
 export interface DnsCounters {
@@ -32,7 +37,7 @@ export interface DnsCounters {
 export class DnsServer {
   readonly #log: Logger;
   readonly #zones = new Map<string, DnsZone>();
-  readonly #udp: UdpSocket;
+  #udp: UdpSocket;
   readonly #tcp: Server;
   readonly #connections = new Set<Socket>();
   readonly counters: DnsCounters = { queries: 0, answered: 0, nxdomain: 0, refused: 0, malformed: 0 };
@@ -40,20 +45,23 @@ export class DnsServer {
 
   constructor(log: Logger) {
     this.#log = log.child({ component: 'dns' });
-    this.#udp = createSocket('udp4');
-    this.#udp.on('message', (message, remote) => {
+    this.#udp = this.#createUdp();
+    this.#tcp = createServer((socket) => this.#accept(socket));
+  }
+
+  #createUdp(): UdpSocket {
+    const udp = createSocket('udp4');
+    udp.on('message', (message, remote) => {
       this.#handle(message, UDP_PAYLOAD_BYTES).then(
         (response) => {
           if (response) {
-            this.#udp.send(response, remote.port, remote.address);
+            udp.send(response, remote.port, remote.address);
           }
         },
         (error: unknown) => this.#log.error({ err: error }, 'answering a UDP query failed'),
       );
     });
-    this.#udp.on('error', (error) => this.#log.error({ err: error }, 'DNS UDP socket error'));
-    this.#tcp = createServer((socket) => this.#accept(socket));
-    this.#tcp.on('error', (error) => this.#log.error({ err: error }, 'DNS TCP listener error'));
+    return udp;
   }
 
   /** Replaces the zones served; a query in flight finishes with the zones it started with. */
@@ -70,35 +78,51 @@ export class DnsServer {
 
   /**
    * Binds UDP, then TCP on the same port. With `port` 0 the UDP port is picked first and TCP takes the
-   * same number.
+   * same number; when that number is taken for TCP, both are picked again, up to
+   * EPHEMERAL_PORT_ATTEMPTS times.
    *
    * @throws CdrError `ERR_DNS_LISTEN` when either socket cannot bind
    */
   async listen(host: string, port: number): Promise<{ host: string; port: number }> {
-    try {
-      await new Promise<void>((resolveBind, rejectBind) => {
-        this.#udp.once('error', rejectBind);
-        this.#udp.bind(port, host, () => {
-          this.#udp.off('error', rejectBind);
-          resolveBind();
-        });
-      });
-      this.#port = this.#udp.address().port;
-      await new Promise<void>((resolveListen, rejectListen) => {
-        this.#tcp.once('error', rejectListen);
-        this.#tcp.listen(this.#port, host, () => {
-          this.#tcp.off('error', rejectListen);
-          resolveListen();
-        });
-      });
-    } catch (error) {
-      throw new CdrError('ERR_DNS_LISTEN', `the DNS front cannot listen on ${host}:${port}: ${(error as Error).message}; choose another dns.port or set dns.enabled to false`, {
-        cause: error,
-        details: { host, port },
-      });
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        await this.#bindBoth(host, port);
+        break;
+      } catch (error) {
+        const retry = port === 0 && attempt < EPHEMERAL_PORT_ATTEMPTS && (error as NodeJS.ErrnoException).code === 'EADDRINUSE';
+        if (!retry) {
+          throw new CdrError('ERR_DNS_LISTEN', `the DNS front cannot listen on ${host}:${port}: ${(error as Error).message}; choose another dns.port or set dns.enabled to false`, {
+            cause: error,
+            details: { host, port },
+          });
+        }
+        this.#log.debug({ host, port: this.#port, attempt }, 'UDP port taken for TCP; picking another');
+        await new Promise<void>((resolveClosed) => this.#udp.close(() => resolveClosed()));
+        this.#udp = this.#createUdp();
+      }
     }
+    this.#udp.on('error', (error) => this.#log.error({ err: error }, 'DNS UDP socket error'));
+    this.#tcp.on('error', (error) => this.#log.error({ err: error }, 'DNS TCP listener error'));
     this.#log.info({ host, port: this.#port, zones: [...this.#zones.keys()] }, 'DNS front listening on UDP and TCP');
     return { host, port: this.#port };
+  }
+
+  async #bindBoth(host: string, port: number): Promise<void> {
+    await new Promise<void>((resolveBind, rejectBind) => {
+      this.#udp.once('error', rejectBind);
+      this.#udp.bind(port, host, () => {
+        this.#udp.off('error', rejectBind);
+        resolveBind();
+      });
+    });
+    this.#port = this.#udp.address().port;
+    await new Promise<void>((resolveListen, rejectListen) => {
+      this.#tcp.once('error', rejectListen);
+      this.#tcp.listen(this.#port, host, () => {
+        this.#tcp.off('error', rejectListen);
+        resolveListen();
+      });
+    });
   }
 
   async close(): Promise<void> {
