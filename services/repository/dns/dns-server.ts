@@ -79,7 +79,8 @@ export class DnsServer {
   /**
    * Binds UDP, then TCP on the same port. With `port` 0 the UDP port is picked first and TCP takes the
    * same number; when that number is taken for TCP, both are picked again, up to
-   * EPHEMERAL_PORT_ATTEMPTS times.
+   * EPHEMERAL_PORT_ATTEMPTS times. NOTE: no test forces the collision; the test nodes all use port 0,
+   * so the suite meets it only by chance.
    *
    * @throws CdrError `ERR_DNS_LISTEN` when either socket cannot bind
    */
