@@ -109,8 +109,8 @@ async function readBundleEntries(path: string): Promise<Map<string, Buffer>> {
     throw new CdrError('ERR_FW_BUNDLE_TOO_LARGE', `bundle ${path} has ${bytes} bytes; the maximum is ${MAX_BUNDLE_BYTES}`, { details: { path, bytes } });
   }
   const archive = readFileSync(path);
-  // A tar archive starts with a header block that carries the ustar magic; a file without one was never
-  // a bundle, while a bundle cut short keeps its first header.
+  // A tar archive starts with a header block that carries the ustar magic. A file without one was never
+  // a bundle, whereas a bundle cut short keeps its first header.
   if (archive.length < 512 || archive.toString('latin1', 257, 262) !== 'ustar') {
     throw new CdrError('ERR_FW_BUNDLE_INVALID', `${path} (${archive.length} bytes) is not a tar archive, so not a firmware bundle; check the file name`, {
       details: { path, bytes: archive.length },

@@ -166,7 +166,7 @@ class ConsoleSession {
     this.#pendingAnswer?.('');
   }
 
-  /** True once the input has closed and every line read before that was answered. */
+  /** Whether the input has closed and every line read before that has been consumed by a question. */
   get #inputEnded(): boolean {
     return this.#closed && this.#typedAhead.length === 0;
   }
@@ -226,7 +226,7 @@ class ConsoleSession {
     this.#print('Step 1 of 2: management interface address.');
     let management: InterfaceSetting | undefined;
     while (!this.#inputEnded && !(management = await this.#askInterface('management'))) {
-      // An answer cut off by the end of input is not a wrong answer, so it gets no "try again".
+      // An entry cut off by the end of input is not invalid, so it gets no "try again".
       if (!this.#inputEnded) {
         this.#print('The management address is required; try again.');
       }

@@ -315,7 +315,7 @@ test.serial('first boot piped input ends', async (t) => {
     t.is(result.code, 1, label);
     t.true(result.stdout.trimEnd().endsWith('Input ended before the first-boot wizard finished; nothing was saved.'), `${label}: ${result.stdout}`);
     t.false(result.stdout.includes('First boot finished.'), label);
-    // The end of input is not a wrong answer: no "try again" and no "passwords differ".
+    // The end of input is not an invalid entry, so neither "try again" nor "passwords differ" appears.
     t.false(result.stdout.includes('try again'), `${label}: ${result.stdout}`);
     t.false(result.stdout.includes('The passwords differ'), `${label}: ${result.stdout}`);
     t.false(existsSync(piped.networkRoot), `${label}: no interface file`);
@@ -326,7 +326,7 @@ test.serial('first boot piped input ends', async (t) => {
 test.serial('piped input reaches the menu', async (t) => {
   const piped = pipedConsole(t);
 
-  // Lines that arrive in one burst, as when pasted, are answered in order after the input ends.
+  // Lines that arrive in one burst, as when pasted, are still read in order after the input ends.
   const result = await piped.run('192.0.2.10/24\n192.0.2.1\nabcdefghijkl\nabcdefghijkl\n42\n0\n');
   t.is(result.code, 0, result.stdout);
   t.regex(result.stdout, /First boot finished\./);

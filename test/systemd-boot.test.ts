@@ -38,9 +38,9 @@ async function processStatus(container: SystemdContainer, pid: string): Promise<
 const isRoot = process.getuid?.() === 0;
 
 /**
- * Boots a container for the test, builds the package into its shared folder, starts snmpd there (the
- * AgentX master the subagent registers with; the postinst restarts it with the package's snmpd.conf.d
- * file) and installs the package with dpkg -i. The container is stopped when the test ends.
+ * Boots a container for the test, builds the package into its shared folder, starts snmpd there and
+ * installs the package with dpkg -i. snmpd is the AgentX master the subagent registers with, and the
+ * postinst restarts it with the package's snmpd.conf.d file. The container stops when the test ends.
  */
 async function bootWithPackage(t: ExecutionContext): Promise<{ container: SystemdContainer; deb: string }> {
   const work = mkdtempSync(join(tmpdir(), 'imp-cdr-systemd-'));

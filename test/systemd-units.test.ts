@@ -76,7 +76,7 @@ test('verify accepts the console on tty1', async (t) => {
 });
 
 test('security score of the console', async (t) => {
-  // The console runs as root and installs firmware with dpkg, so most sandboxing is off; its score is
+  // The console runs as root and installs firmware with dpkg, so most sandboxing is off. Its score is
   // pinned all the same, so that any change to its settings is made on purpose.
   const dir = mkdtempSync(join(tmpdir(), 'imp-cdr-units-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));

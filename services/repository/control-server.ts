@@ -39,10 +39,15 @@ export interface ControlContext {
   auditEntries: (limit: number) => Promise<{ atMs: number; entry: unknown }[]>;
 }
 
-/** Entries `cdrctl audit` gets when it asks for no number. */
+/** Audit entries returned when the request gives no limit. */
 const DEFAULT_AUDIT_ENTRIES = 100;
-/** Longest kept or discarded value sent, in characters of JSON, so that 100 entries fit in one frame. */
-const MAX_AUDIT_VALUE_CHARS = 8192;
+/** Maximum audit entries one response carries. */
+const MAX_AUDIT_ENTRIES = 1000;
+/**
+ * Maximum characters of JSON sent for a kept or discarded value. At MAX_AUDIT_ENTRIES entries of two
+ * values each, a response stays near 2 MiB, under MAX_CONTROL_FRAME_BYTES.
+ */
+const MAX_AUDIT_VALUE_CHARS = 1024;
 
 export class ControlServer {
   readonly #server: FramedSocketServer<impcdr.v1.ControlRequest, impcdr.v1.IControlResponse>;
@@ -180,7 +185,7 @@ export class ControlServer {
         return { dnsblStatus: this.#context.dnsblStatus() };
 
       case 'audit': {
-        const limit = Math.min(request.audit?.limit || DEFAULT_AUDIT_ENTRIES, DEFAULT_AUDIT_ENTRIES * 10);
+        const limit = Math.min(request.audit?.limit || DEFAULT_AUDIT_ENTRIES, MAX_AUDIT_ENTRIES);
         const entries = await this.#context.auditEntries(limit);
         return { audit: { entries: entries.map(({ atMs, entry }) => auditToWire(atMs, entry)) } };
       }

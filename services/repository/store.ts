@@ -643,7 +643,7 @@ export class IndexStore {
     return entries;
   }
 
-  /** The newest `limit` audit entries with the time each was recorded, oldest first. */
+  /** Returns the newest `limit` audit entries with the time each was recorded, oldest first. */
   async recentAuditEntries(limit: number): Promise<{ atMs: number; entry: unknown }[]> {
     const entries: { atMs: number; entry: unknown }[] = [];
     for await (const [key, value] of this.#db.iterator({ gte: `a${SEP}`, lt: `a${SEP}${END}`, reverse: true, limit })) {

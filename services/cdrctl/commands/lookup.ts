@@ -104,7 +104,7 @@ function formatLookup(result: LookupJson): string {
   ].join('\n');
 }
 
-/** One listing as a line: `  listed by drop (block): 127.0.0.2 "reason"`. */
+/** Formats one listing as a line: `  listed by drop (block): 127.0.0.2 "reason"`. */
 function formatListing(listing: unknown): string {
   const { source, category, returnCode, reason } = listing as impcdr.v1.IListing;
   return `  listed by ${source ?? '-'} (${category || '-'}): ${returnCode || '-'} ${JSON.stringify(reason ?? '')}`;
